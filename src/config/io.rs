@@ -1,0 +1,1 @@
+//! `[io]`: which backend, which interfaces, how many shards.

@@ -1,0 +1,1 @@
+//! `[store]`: where leases live and how durable they are.

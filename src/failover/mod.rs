@@ -1,0 +1,1 @@
+//! The sans-IO RFC 8156 failover endpoint.

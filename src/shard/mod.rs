@@ -1,0 +1,1 @@
+//! The shard loop: one pinned thread per NIC queue running io → engine → lease table → io.
