@@ -10,3 +10,4 @@
 
 pub mod io;
 pub mod store;
+pub mod xdp;

@@ -8,6 +8,8 @@
 //! carries a `// SAFETY:` comment.
 #![allow(unsafe_code)]
 
+pub mod xdp;
+
 use std::io;
 use std::net::{Ipv6Addr, SocketAddrV6};
 use std::time::Duration;
