@@ -1,4 +1,5 @@
 //! DHCPv6 (RFC 8415) wire codec: zero-copy views for parsing, a writer for emitting.
+//! The RFC 8156 failover codec lives in [`failover`].
 //!
 //! Parsing never allocates and never panics on any input:
 //!
@@ -21,6 +22,7 @@ mod builder;
 mod codes;
 pub mod domain;
 mod error;
+pub mod failover;
 mod message;
 mod options;
 mod relay;
