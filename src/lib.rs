@@ -31,6 +31,7 @@ pub mod engine;
 pub mod failover;
 pub mod io;
 pub mod lease;
+pub mod plan;
 pub mod server;
 pub mod shard;
 pub mod time;
