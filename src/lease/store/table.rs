@@ -433,6 +433,10 @@ impl ShardTable {
     /// Starts a background compaction: rotates the WAL, freezes the delta and merges it
     /// with the snapshot into a new snapshot file on another thread.
     fn start_compaction(&mut self) {
+        // One at a time: the frozen layer and the WAL segment it covers are single slots.
+        if self.compaction.is_some() || self.frozen.is_some() {
+            return;
+        }
         let (Some(layout), Some(wal)) = (self.layout.as_ref(), self.wal.as_mut()) else {
             return;
         };
@@ -484,6 +488,8 @@ impl ShardTable {
             return Ok(());
         }
         self.commit()?;
+        // The commit may have started one already; let it finish, then fold in the rest.
+        self.poll_compaction(true);
         self.start_compaction();
         self.poll_compaction(true);
         Ok(())

@@ -405,7 +405,7 @@ fn arb_op() -> impl Strategy<Value = Op> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
 
     /// Any sequence of changes, commits, compactions and restarts (with shard count changes)
     /// leaves the store holding exactly what the in-memory oracle holds.
