@@ -30,6 +30,7 @@ pub mod engine;
 pub mod failover;
 pub mod io;
 pub mod lease;
+pub mod plan;
 pub mod shard;
 pub mod time;
 pub mod wire;
