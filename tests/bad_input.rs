@@ -74,7 +74,7 @@ fn malformed_and_misdirected_packets_are_dropped_and_counted() {
     }
     let scratch = Scratch::new(TEST);
     let pair = NetnsPair::new(TEST);
-    let mut server = Server::start(&pair, &scratch, &ServerConfig::default().toml());
+    let mut server = Server::start(&pair, &scratch, &ServerConfig::default());
     let result = scripts::run_json(
         &pair.client,
         &scratch,

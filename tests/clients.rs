@@ -60,7 +60,7 @@ fn dhclient(test: &str, mode: &[&str], want_address: bool, want_prefix: bool) {
     let scratch = Scratch::new(test);
     let pair = NetnsPair::new(test);
     let cfg = ServerConfig::default();
-    let server = Server::start(&pair, &scratch, &cfg.toml());
+    let server = Server::start(&pair, &scratch, &cfg);
 
     let script = scratch.script("dhclient-script");
     let lease_file = scratch.join("dhclient6.leases");
@@ -218,7 +218,7 @@ fn dhcpcd_ia_na_and_ia_pd() {
     let scratch = Scratch::new(TEST);
     let pair = NetnsPair::new(TEST);
     let cfg = ServerConfig::default();
-    let server = Server::start(&pair, &scratch, &cfg.toml());
+    let server = Server::start(&pair, &scratch, &cfg);
 
     let hook = scratch.script("dhcpcd-hook.sh");
     let conf = scratch.join("dhcpcd.conf");

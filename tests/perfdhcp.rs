@@ -74,7 +74,7 @@ fn perfdhcp(test: &str, extra: &[&str], target: &str, want_prefixes: bool) {
     let _heavy = heavy_lock();
     let scratch = Scratch::new(test);
     let pair = NetnsPair::new(test);
-    let server = Server::start(&pair, &scratch, &ServerConfig::default().toml());
+    let server = Server::start(&pair, &scratch, &ServerConfig::default());
     let capture = Capture::start(
         &pair.client,
         CLIENT_IF,

@@ -140,7 +140,7 @@ fn relay_chain(test: &str, mac: &str, remote_id: &str, reserved: bool) {
     }
     let scratch = Scratch::new(test);
     let pair = NetnsPair::new(test);
-    let server = Server::start(&pair, &scratch, &ServerConfig::default().toml());
+    let server = Server::start(&pair, &scratch, &ServerConfig::default());
     let result = scripts::run_json(
         &pair.client,
         &scratch,

@@ -36,7 +36,7 @@ fn wireshark_finds_no_malformed_reply() {
     let _heavy = heavy_lock();
     let scratch = Scratch::new(TEST);
     let pair = NetnsPair::new(TEST);
-    let server = Server::start(&pair, &scratch, &ServerConfig::default().toml());
+    let server = Server::start(&pair, &scratch, &ServerConfig::default());
     let capture = Capture::start(
         &pair.server,
         SERVER_IF,

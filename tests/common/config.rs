@@ -117,39 +117,31 @@ preference = 255
 dns_servers = ["{DNS_SERVER}"]
 domain_list = ["access.example.net"]
 
-[io]
-backend = "uring"
-interfaces = ["{SERVER_IF}"]
-shards = {shards}
-
-[store]
-durability = "memory"
-
+# The link of the server's veth: direct clients.
 [[subnet]]
 prefix = "2001:db8:1::/64"
 interfaces = ["{SERVER_IF}"]
 preferred_lifetime = {pref}
 valid_lifetime = {valid}
 rapid_commit = {rapid}
-pools = [{{ first = "{dp_first}", last = "{dp_last}" }}]
-pd_pools = [{{ prefix = "{dpd}/{dpd_len}", delegated_length = {dpd_del} }}]
+pool = [{{ start = "{dp_first}", end = "{dp_last}" }}]
+pd_pool = [{{ prefix = "{dpd}/{dpd_len}", delegated_length = {dpd_del} }}]
 
+# The link behind the relay agents (selected by relay link-address 2001:db8:2::1).
 [[subnet]]
 prefix = "2001:db8:2::/64"
-relay_link_addresses = ["2001:db8:2::1"]
 preferred_lifetime = {pref}
 valid_lifetime = {valid}
 rapid_commit = {rapid}
-pools = [{{ first = "{rp_first}", last = "{rp_last}" }}]
-pd_pools = [{{ prefix = "{rpd}/{rpd_len}", delegated_length = {rpd_del} }}]
+pool = [{{ start = "{rp_first}", end = "{rp_last}" }}]
+pd_pool = [{{ prefix = "{rpd}/{rpd_len}", delegated_length = {rpd_del} }}]
 
 [[reservation]]
-remote_id = "{remote_id}"
+remote_id = "0x{remote_id}"
 enterprise = {enterprise}
 addresses = ["{reserved_addr}"]
 prefixes = ["{reserved_prefix}/56"]
 "#,
-            shards = self.shards,
             pref = self.preferred_lifetime,
             valid = self.valid_lifetime,
             rapid = self.rapid_commit,

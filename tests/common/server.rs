@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitStatus;
 use std::time::Duration;
 
+use super::config::ServerConfig;
 use super::netns::{NetnsPair, SERVER_IF};
 use super::proc::{check_output, command, wait_until, Background};
 use super::Scratch;
@@ -25,13 +26,15 @@ pub struct Stopped {
 }
 
 impl Server {
-    /// Writes `config_toml` and starts `tandem serve` in `pair.server`; returns once the
-    /// server listens on UDP 547 and has joined All_DHCP_Relay_Agents_and_Servers
-    /// (ff02::1:2) on the veth, so the first client packet is not lost.
-    pub fn start(pair: &NetnsPair, scratch: &Scratch, config_toml: &str) -> Server {
+    /// Writes `cfg` as the config file and starts `tandem serve` with `cfg.shards` shards in
+    /// `pair.server`; returns once the server listens on UDP 547 and has joined
+    /// All_DHCP_Relay_Agents_and_Servers (ff02::1:2) on the veth, so the first client
+    /// packet is not lost.
+    pub fn start(pair: &NetnsPair, scratch: &Scratch, cfg: &ServerConfig) -> Server {
         let config = scratch.join("tandem.toml");
         let data_dir = scratch.join("tandem-data");
-        std::fs::write(&config, config_toml).expect("writing server config");
+        std::fs::write(&config, cfg.toml()).expect("writing server config");
+        let shards = cfg.shards.to_string();
         let log = scratch.join("tandem.log");
         let mut cmd = command(
             Some(&pair.server),
@@ -42,6 +45,8 @@ impl Server {
                 config.to_str().unwrap(),
                 "--data-dir",
                 data_dir.to_str().unwrap(),
+                "--shards",
+                &shards,
             ],
         );
         // info: startup, periodic and exit counters; the hot path logs nothing at info.
