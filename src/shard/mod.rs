@@ -282,7 +282,6 @@ impl<P: PacketIo, T: LeaseTable, S: Service> Shard<P, T, S> {
         }
         self.drain();
         self.log_counters();
-        self.service.log_counters(index);
         Ok(ShardReport {
             index,
             counters: self.counters,
