@@ -154,3 +154,22 @@ fn missing_file_is_a_clear_error() {
         "names the file: {text}"
     );
 }
+
+/// The configuration example in README.md must stay valid.
+#[test]
+fn readme_example_validates() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("```toml\n")
+        .expect("README has a ```toml block")
+        + "```toml\n".len();
+    let len = readme[start..].find("```").expect("the block ends");
+    let scratch = Scratch::new("check_config_readme");
+    let (code, out, _) = check(&scratch, "readme", &readme[start..start + len]);
+    assert_eq!(
+        code,
+        Some(0),
+        "README.md's example does not validate:\n{out}"
+    );
+}
