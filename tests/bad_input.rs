@@ -67,7 +67,6 @@ fn assert_use_multicast(case: &str, reply: &Value, want_type: u64) {
 }
 
 #[test]
-#[ignore = "tandem serve does not run the engine yet (serve wiring pending)"]
 fn malformed_and_misdirected_packets_are_dropped_and_counted() {
     const TEST: &str = "malformed_and_misdirected_packets";
     if !require::ready(TEST, &["scapy"]) {
@@ -153,10 +152,23 @@ fn malformed_and_misdirected_packets_are_dropped_and_counted() {
             stopped.log
         )
     });
+    for line in stopped
+        .log
+        .lines()
+        .filter(|l| l.contains("engine counters"))
+    {
+        eprintln!("{line}");
+    }
     assert!(
         dropped >= DROPPED.len() as u64,
         "drop counters moved by {dropped}, fewer than the {} bad packets sent:\n{}",
         DROPPED.len(),
+        stopped.log
+    );
+    // The deepest relay chain is dropped for its depth, not as some generic error.
+    assert!(
+        stopped.log.contains("dropped_relay_too_deep="),
+        "no relay_too_deep drop counted:\n{}",
         stopped.log
     );
 }

@@ -178,19 +178,16 @@ fn dhclient(test: &str, mode: &[&str], want_address: bool, want_prefix: bool) {
 }
 
 #[test]
-#[ignore = "tandem serve does not run the engine yet (serve wiring pending)"]
 fn dhclient_ia_na() {
     dhclient("dhclient_ia_na", &[], true, false);
 }
 
 #[test]
-#[ignore = "tandem serve does not run the engine yet (serve wiring pending)"]
 fn dhclient_ia_pd() {
     dhclient("dhclient_ia_pd", &["-P"], false, true);
 }
 
 #[test]
-#[ignore = "tandem serve does not run the engine yet (serve wiring pending)"]
 fn dhclient_ia_na_and_ia_pd() {
     dhclient("dhclient_ia_na_and_ia_pd", &["-N", "-P"], true, true);
 }
@@ -213,7 +210,6 @@ fn dhcpcd_event(log: &str, reason: &str) -> Option<Vec<(String, String)>> {
 }
 
 #[test]
-#[ignore = "tandem serve does not run the engine yet (serve wiring pending)"]
 fn dhcpcd_ia_na_and_ia_pd() {
     const TEST: &str = "dhcpcd_ia_na_and_ia_pd";
     if !require::ready(TEST, &["dhcpcd", "unshare", "mount"]) {

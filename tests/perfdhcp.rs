@@ -238,13 +238,11 @@ fn tail(text: &str, lines: usize) -> String {
 }
 
 #[test]
-#[ignore = "tandem serve does not run the engine yet (serve wiring pending)"]
 fn perfdhcp_sarr_10k_clients() {
     perfdhcp("perfdhcp_sarr_10k_clients", &[], "all", false);
 }
 
 #[test]
-#[ignore = "tandem serve does not run the engine yet (serve wiring pending)"]
 fn perfdhcp_address_and_prefix_10k_clients() {
     perfdhcp(
         "perfdhcp_address_and_prefix_10k_clients",
@@ -257,7 +255,6 @@ fn perfdhcp_address_and_prefix_10k_clients() {
 /// perfdhcp as one relay agent (`-A 1`): Relay-forw to the server's unicast address,
 /// link-address = the relay's own 2001:db8:1::2, so the direct subnet's pools apply.
 #[test]
-#[ignore = "tandem serve does not run the engine yet (serve wiring pending)"]
 fn perfdhcp_relayed_10k_clients() {
     let server = SERVER_GUA.to_string();
     perfdhcp("perfdhcp_relayed_10k_clients", &["-A", "1"], &server, false);

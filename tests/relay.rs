@@ -227,7 +227,6 @@ fn relay_chain(test: &str, mac: &str, remote_id: &str, reserved: bool) {
 }
 
 #[test]
-#[ignore = "tandem serve does not run the engine yet (serve wiring pending)"]
 fn two_relays_reservation_by_remote_id() {
     let remote_id = std::str::from_utf8(RESERVED_REMOTE_ID).unwrap();
     relay_chain(
@@ -239,7 +238,6 @@ fn two_relays_reservation_by_remote_id() {
 }
 
 #[test]
-#[ignore = "tandem serve does not run the engine yet (serve wiring pending)"]
 fn two_relays_dynamic_from_relayed_link_pool() {
     relay_chain(
         "two_relays_dynamic_from_relayed_link_pool",

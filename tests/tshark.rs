@@ -23,7 +23,6 @@ const FROM_SERVER: &str =
 const FROM_CLIENT_SIDE: &str = "(ipv6.src == fe80::2 || ipv6.src == 2001:db8:1::2)";
 
 #[test]
-#[ignore = "tandem serve does not run the engine yet (serve wiring pending)"]
 fn wireshark_finds_no_malformed_reply() {
     const TEST: &str = "wireshark_finds_no_malformed_reply";
     if !require::ready(
