@@ -1,2 +1,5 @@
-//! tandem's bench rig: the `tandem-bench` load generator (its own issue) and shared helpers
-//! for the criterion micro-benchmarks in `benches/`.
+//! tandem's bench rig: the `tandem-bench` load generator ([`rig`]) and shared helpers for the
+//! criterion micro-benchmarks in `benches/`.
+
+pub mod micro;
+pub mod rig;

@@ -159,6 +159,16 @@ impl XdpConfig {
     }
 }
 
+/// `deserialize_with` for the `xdp` field of `[io]`: parses and validates, so a bad value is
+/// reported with the file position like every other configuration error.
+pub fn deserialize_validated<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<XdpConfig, D::Error> {
+    let config = XdpConfig::deserialize(d)?;
+    config.validate().map_err(serde::de::Error::custom)?;
+    Ok(config)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,5 +208,30 @@ mod tests {
         assert_eq!(bad("ring_size = 4096"), "frames_per_queue");
         assert_eq!(bad("batch = 0"), "batch");
         assert_eq!(bad("batch = 4096"), "batch");
+    }
+}
+
+#[cfg(test)]
+mod file_tests {
+    #[test]
+    fn io_xdp_section_in_a_config_file() {
+        let text = "[io]\nbackend = \"xdp\"\ninterfaces = [\"eth1\"]\n\n[io.xdp]\nattach_mode = \"generic\"\nring_size = 512\n";
+        let config = crate::config::Config::from_str(text, "t.toml").unwrap();
+        assert_eq!(config.io.xdp.attach_mode, super::AttachMode::Generic);
+        assert_eq!(config.io.xdp.ring_size, 512);
+
+        let bad = "[io]\nbackend = \"xdp\"\n\n[io.xdp]\nring_size = 1000\n";
+        let error = crate::config::Config::from_str(bad, "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("t.toml"), "{error}");
+        assert!(error.contains("ring_size"), "{error}");
+        assert!(
+            error.contains(":4")
+                || error.contains(":5")
+                || error.contains("line 4")
+                || error.contains("line 5"),
+            "{error}"
+        );
     }
 }

@@ -8,7 +8,11 @@
 //! carries a `// SAFETY:` comment.
 #![allow(unsafe_code)]
 
+pub mod sys;
+pub mod uring;
 pub mod xdp;
+
+pub use sys::Waker;
 
 use std::io;
 use std::net::{Ipv6Addr, SocketAddrV6};
@@ -90,4 +94,37 @@ pub trait PacketIo {
 
     /// Transmits everything queued by [`send`](PacketIo::send).
     fn flush(&mut self) -> io::Result<()>;
+
+    /// Makes [`recv_batch`](PacketIo::recv_batch) return early whenever `waker` is woken
+    /// (another shard handed this one a packet, or the server is stopping). Returns false if
+    /// the backend cannot watch it; the shard loop then polls its handoff queue on a short tick.
+    fn attach_waker(&mut self, waker: &Waker) -> io::Result<bool> {
+        let _ = waker;
+        Ok(false)
+    }
+
+    /// Backend counters since creation.
+    fn stats(&self) -> IoStats {
+        IoStats::default()
+    }
+}
+
+/// What a backend counts below the DHCPv6 layer (the engine counts everything above).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IoStats {
+    /// Datagrams handed to the shard.
+    pub rx_packets: u64,
+    /// Datagrams longer than a receive buffer, dropped.
+    pub rx_truncated: u64,
+    /// Receive completions with an error or unusable metadata, dropped.
+    pub rx_errors: u64,
+    /// Times the receive request had to be re-armed (kernel out of buffers, CQ overflow).
+    pub rx_rearms: u64,
+    /// Multicast datagrams seen by a queue that does not serve multicast, dropped (see
+    /// [`uring`] on SO_REUSEPORT and multicast).
+    pub rx_foreign_multicast: u64,
+    /// Datagrams the kernel accepted for transmission.
+    pub tx_packets: u64,
+    /// Datagrams the kernel refused (no route, no source address, buffer full).
+    pub tx_errors: u64,
 }

@@ -38,7 +38,8 @@ use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
 use self::frame::{FrameError, ReplyFraming};
 use self::program::{XdpCounters, XdpProgram};
-use super::{PacketIo, RxMeta, TxMeta};
+use super::sys::Waker;
+use super::{IoStats, PacketIo, RxMeta, TxMeta};
 use crate::config::xdp::{BindMode, XdpConfig};
 
 pub use self::program::{AttachedMode, XdpCounter};
@@ -539,6 +540,8 @@ pub struct XdpIo {
     verify_checksum: bool,
     counters: Arc<XdpIoCounters>,
     pollfds: Vec<libc::pollfd>,
+    /// Woken by other shards (handoff) and at stop; watched next to the sockets.
+    waker: Option<Waker>,
 }
 
 impl XdpIo {
@@ -591,6 +594,9 @@ impl XdpIo {
                 return Err(error);
             }
         }
+        if let Some(waker) = &self.waker {
+            waker.reset();
+        }
         Ok(())
     }
 }
@@ -602,16 +608,35 @@ impl PacketIo for XdpIo {
         f: &mut dyn FnMut(&RxMeta, &[u8]),
     ) -> io::Result<usize> {
         let got = self.receive_all(f)?;
-        if got > 0 || timeout == Some(Duration::ZERO) || self.queues.is_empty() {
-            if self.queues.is_empty() {
-                if let Some(t) = timeout {
-                    std::thread::sleep(t);
-                }
-            }
+        if got > 0 || timeout == Some(Duration::ZERO) {
             return Ok(got);
         }
         self.wait(timeout)?;
         self.receive_all(f)
+    }
+
+    fn attach_waker(&mut self, waker: &Waker) -> io::Result<bool> {
+        self.waker = Some(waker.clone());
+        Ok(true)
+    }
+
+    fn stats(&self) -> IoStats {
+        let c = &*self.counters;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        // Reply framing failures share the FrameError counters but are TX-side.
+        let too_large = load(&c.rx_dropped[FrameError::ReplyTooLarge.index()]);
+        let rx_dropped = c.rx_dropped.iter().map(load).sum::<u64>() - too_large;
+        IoStats {
+            rx_packets: load(&c.rx_frames).saturating_sub(rx_dropped),
+            rx_errors: rx_dropped,
+            tx_packets: load(&c.tx_frames),
+            tx_errors: load(&c.tx_no_frame)
+                + load(&c.tx_no_l2)
+                + load(&c.tx_no_socket)
+                + load(&c.tx_no_source)
+                + too_large,
+            ..IoStats::default()
+        }
     }
 
     fn send(&mut self, meta: &TxMeta, payload: &[u8]) -> io::Result<()> {
@@ -764,6 +789,7 @@ impl XdpDataPlane {
                     queues,
                     verify_checksum: config.verify_udp_checksum,
                     counters: counters[index].clone(),
+                    waker: None,
                 },
             })
             .collect();
