@@ -25,12 +25,14 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 pub mod alloc;
+pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod failover;
 pub mod io;
 pub mod lease;
 pub mod plan;
+pub mod server;
 pub mod shard;
 pub mod time;
 pub mod wire;

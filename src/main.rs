@@ -1,5 +1,4 @@
-//! The `tandem` command: CLI and wiring only.
-fn main() {
-    eprintln!("tandem: not wired yet");
-    std::process::exit(2);
+//! The `tandem` command: CLI and wiring only (see `tandem::cli`).
+fn main() -> std::process::ExitCode {
+    tandem::cli::main()
 }

@@ -209,6 +209,9 @@ pub struct Interface {
     pub multicast: bool,
     /// IPv6 addresses with their prefix lengths.
     pub addrs: Vec<(Ipv6Addr, u8)>,
+    /// ARP hardware type (`ARPHRD_*`) and link-layer address, when the interface has one
+    /// (DUID-LLT, RFC 8415 §11.2, is built from it).
+    pub link_layer: Option<(u16, Vec<u8>)>,
 }
 
 /// Lists the local interfaces and their IPv6 addresses (getifaddrs(3)), in index order.
@@ -242,6 +245,7 @@ pub fn interfaces() -> io::Result<Vec<Interface>> {
                     loopback: flags & libc::IFF_LOOPBACK as libc::c_uint != 0,
                     multicast: flags & libc::IFF_MULTICAST as libc::c_uint != 0,
                     addrs: Vec::new(),
+                    link_layer: None,
                 });
                 out.last_mut().expect("just pushed")
             }
@@ -251,6 +255,15 @@ pub fn interfaces() -> io::Result<Vec<Interface>> {
         }
         // SAFETY: ifa_addr is non-null and points to at least a sockaddr header.
         let family = i32::from(unsafe { (*ifa.ifa_addr).sa_family });
+        if family == libc::AF_PACKET {
+            // SAFETY: for AF_PACKET entries getifaddrs stores a sockaddr_ll.
+            let ll = unsafe { ifa.ifa_addr.cast::<libc::sockaddr_ll>().read_unaligned() };
+            let len = usize::from(ll.sll_halen).min(ll.sll_addr.len());
+            if len > 0 && ll.sll_addr[..len].iter().any(|&b| b != 0) {
+                entry.link_layer = Some((ll.sll_hatype, ll.sll_addr[..len].to_vec()));
+            }
+            continue;
+        }
         if family != libc::AF_INET6 {
             continue;
         }

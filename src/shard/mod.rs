@@ -19,6 +19,7 @@
 //! The loop is generic over the backend, the table and the service (static dispatch on the
 //! hot path) and contains nothing socket-specific, so every backend plugs in unchanged.
 
+mod engine;
 pub mod reflect;
 
 pub use reflect::Reflector;
@@ -282,7 +283,6 @@ impl<P: PacketIo, T: LeaseTable, S: Service> Shard<P, T, S> {
         }
         self.drain();
         self.log_counters();
-        self.service.log_counters(index);
         Ok(ShardReport {
             index,
             counters: self.counters,

@@ -1,0 +1,359 @@
+//! Binding updates as pure functions (RFC 8156 §7): the lease ↔ wire record mapping of
+//! §7.4, the accept/reject table of §7.5.4 (Figure 4) and the storage rules of §7.5.5
+//! (Figure 5), plus the lease transitions failover adds to the engine's (Figure 2).
+
+use super::{mclt, Role};
+use crate::lease::{BindingState, Duid, Lease};
+use crate::time::EPOCH_2000_UNIX_SECS;
+use crate::wire::failover::{LeaseRecord, StatusCode};
+
+/// §7.1, §7.5.4: times within ±5 s of each other compare as equal.
+pub const SKEW_TOLERANCE_SECS: u64 = 5;
+
+/// `a` is "clearly later" than `b` (§7.5.4).
+pub fn later(a: u64, b: u64) -> bool {
+    a > b.saturating_add(SKEW_TOLERANCE_SECS)
+}
+
+/// Wire absolute time (seconds since 2000, §3) → Unix seconds. 0xffffffff is infinity.
+pub fn to_unix(t: u32) -> u64 {
+    if t == u32::MAX {
+        u64::MAX
+    } else {
+        u64::from(t) + EPOCH_2000_UNIX_SECS
+    }
+}
+
+/// Unix seconds → wire absolute time; `u64::MAX` (infinity) → 0xffffffff.
+pub fn to_wire(unix: u64) -> u32 {
+    if unix == u64::MAX {
+        return u32::MAX;
+    }
+    unix.saturating_sub(EPOCH_2000_UNIX_SECS)
+        .min(u64::from(u32::MAX - 1)) as u32
+}
+
+/// When the lease's current binding-status began. The lease model keeps the CLTT only;
+/// an EXPIRED lease entered its state when its valid lifetime ended.
+pub fn start_time_of_state(lease: &Lease) -> u64 {
+    match lease.state {
+        BindingState::Expired => lease
+            .cltt
+            .saturating_add(u64::from(lease.valid_lifetime))
+            .min(lease.expires_at),
+        _ => lease.cltt,
+    }
+}
+
+/// Whether this lease holds its resource against allocation to anyone else: every state
+/// but the free ones. EXPIRED and RELEASED hold it until the partner acknowledges
+/// (§4.2.2.1, §8.8.1: "cannot go to another client until BNDREPLY").
+pub fn holds_resource(lease: &Lease) -> bool {
+    !matches!(
+        lease.state,
+        BindingState::Free | BindingState::FreeBackup | BindingState::PendingFree
+    )
+}
+
+/// The engine's Active → Expired transition under failover: the record stays (holding the
+/// resource) with no deadline until the partner acknowledges the EXPIRED update, and is
+/// marked for sending (Figure 2 transition 8, §7.4 "MUST be sent").
+pub fn expire(lease: &mut Lease) {
+    lease.state = BindingState::Expired;
+    lease.expires_at = u64::MAX;
+    lease.update_pending = true;
+}
+
+/// The engine's Release handling under failover (Figure 2 transition 3): RELEASED with the
+/// release time as CLTT, held until the partner acknowledges.
+pub fn release(lease: &mut Lease, now_secs: u64) {
+    lease.state = BindingState::Released;
+    lease.cltt = now_secs;
+    lease.expires_at = u64::MAX;
+    lease.update_pending = true;
+}
+
+/// The §7.4 record describing `lease` in a BNDUPD. `base_time` is the LQ_BASE_TIME of the
+/// message (Unix seconds); `desired` the configured valid lifetime for the partner lifetime.
+pub fn record_of(lease: &Lease, desired: u32, base_time: u64, t1: u32, t2: u32) -> LeaseRecord {
+    let has_timeout = matches!(lease.state, BindingState::Active | BindingState::Abandoned)
+        && lease.expires_at != u64::MAX;
+    let infinite_active = lease.state == BindingState::Active && lease.expires_at == u64::MAX;
+    let timed = has_timeout || infinite_active;
+    LeaseRecord {
+        ia_type: lease.ia_type,
+        iaid: lease.iaid,
+        t1,
+        t2,
+        resource: lease.resource,
+        preferred_lifetime: lease.preferred_lifetime,
+        valid_lifetime: lease.valid_lifetime,
+        status: lease.state,
+        start_time_of_state: Some(to_wire(start_time_of_state(lease))),
+        state_expiration_time: timed.then(|| to_wire(lease.expires_at)),
+        clt_time: Some(
+            base_time
+                .saturating_sub(lease.cltt)
+                .min(u64::from(u32::MAX)) as u32,
+        ),
+        partner_lifetime: timed.then(|| {
+            to_wire(if lease.state == BindingState::Active {
+                mclt::partner_lifetime(
+                    lease.cltt,
+                    desired.max(lease.valid_lifetime),
+                    lease.valid_lifetime,
+                )
+                .max(lease.expires_at)
+            } else {
+                lease.expires_at
+            })
+        }),
+        partner_raw_clt_time: None,
+        // The greatest lifetime this server acknowledged for the lease (§7.3). For a lease
+        // learned from the partner, `expires_at` already includes every partner lifetime we
+        // acknowledged (see [`store`]); for our own it is the client's end. Never less than
+        // what we acknowledged, which is the direction that keeps the MCLT rule safe.
+        expiration_time: timed.then(|| to_wire(lease.expires_at)),
+        partner_lifetime_sent: None,
+        status_code: None,
+    }
+}
+
+/// The §7.5.4 verdict on one received lease.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Accept,
+    Reject(StatusCode),
+}
+
+/// RFC 8156 §7.5.4, Figure 4. `local` is the receiver's record on the resource,
+/// `client` the DUID of the update's OPTION_CLIENT_DATA, `base_time` its LQ_BASE_TIME
+/// (wire form), `role` the receiver's role.
+pub fn resolve(
+    local: Option<&Lease>,
+    client: &Duid,
+    rec: &LeaseRecord,
+    base_time: u32,
+    role: Role,
+    now_secs: u64,
+) -> Verdict {
+    let Some(local) = local else {
+        return Verdict::Accept;
+    };
+    let start = rec.start_time_of_state.map(to_unix);
+    let clt = rec.clt_abs(base_time).map(to_unix);
+    // "The time for the BNDUPD message where the binding-status is ACTIVE, EXPIRED, or
+    // RELEASED is the OPTION_CLT_TIME if one appears, or the START_TIME_OF_STATE if one
+    // does not. For other binding-status values, ... the later of" the two.
+    let update_time = match rec.status {
+        BindingState::Active | BindingState::Expired | BindingState::Released => {
+            clt.or(start).unwrap_or(0)
+        }
+        _ => clt.unwrap_or(0).max(start.unwrap_or(0)),
+    };
+    // "The time for the lease in the server's binding database is the
+    // client-last-transaction-time if one appears, or the start-time-of-state."
+    let local_time = local.cltt;
+    let outdated = Verdict::Reject(StatusCode::OutdatedBindingInformation);
+    let accept = if later(update_time, local_time) {
+        Verdict::Accept
+    } else {
+        outdated
+    };
+    // time(1): "If the current time is later than the receiving server's
+    // state-expiration-time, accept it".
+    let time1 = if now_secs > local.expires_at {
+        Verdict::Accept
+    } else {
+        outdated
+    };
+    // time(2): "If the OPTION_CLT_TIME value (if it appears) ... is later than the
+    // start-time-of-state in the receiving server's binding".
+    let time2_holds = clt.is_some_and(|c| later(c, start_time_of_state(local)));
+    let time2 = if time2_holds {
+        Verdict::Accept
+    } else {
+        outdated
+    };
+    use BindingState as B;
+    match (local.state, rec.status) {
+        (B::Active, B::Active) => {
+            // accept(3).
+            if local.duid == *client || time2_holds || role == Role::Secondary {
+                Verdict::Accept
+            } else {
+                Verdict::Reject(StatusCode::AddressInUse)
+            }
+        }
+        (B::Active, B::Expired) => time1,
+        (B::Active, B::Released) => accept,
+        (B::Active, B::Free | B::FreeBackup | B::PendingFree) => time1,
+        (B::Active, B::Reset | B::Abandoned) => accept,
+        (B::Reset, B::Active) => time2,
+        _ => accept,
+    }
+}
+
+/// What accepting an update does to the receiver's table (§7.5.5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stored {
+    Upsert(Lease),
+    /// The partner freed the resource: EXPIRED/RELEASED/FREE updates make it free here
+    /// once acknowledged, since the sender frees it on our BNDREPLY (Figure 2, (4)–(6)).
+    Remove,
+}
+
+/// RFC 8156 §7.5.5 (Figure 5) for an accepted record.
+pub fn store(
+    local: Option<&Lease>,
+    client: &Duid,
+    rec: &LeaseRecord,
+    base_time: u32,
+    subnet: u32,
+) -> Stored {
+    use BindingState as B;
+    match rec.status {
+        B::Active | B::Abandoned => {}
+        B::Expired | B::Released | B::Free | B::FreeBackup | B::PendingFree | B::Reset => {
+            return Stored::Remove
+        }
+    }
+    let start = rec.start_time_of_state.map(to_unix).unwrap_or(0);
+    let cltt = rec.clt_abs(base_time).map(to_unix).unwrap_or(start);
+    let state_exp = rec.state_expiration_time.map(to_unix).unwrap_or(u64::MAX);
+    // partner-lifetime (123) → our expiration-time. The lease model has one deadline, so
+    // it holds the later of the client's end and the partner lifetime we acknowledge: the
+    // resource stays held here until both have passed (§4.4: the partner's client may hold
+    // it until then), and PARTNER-DOWN reuse waits MCLT beyond it (§8.4.1).
+    let exp = rec.partner_lifetime.map(to_unix).unwrap_or(0);
+    let same_client = local.filter(|l| l.duid == *client && l.iaid == rec.iaid);
+    // expiration-time (120) → our acknowledged partner lifetime, "only if later".
+    let acked = rec
+        .expiration_time
+        .map(to_unix)
+        .unwrap_or(0)
+        .max(same_client.map_or(0, |l| l.partner_lifetime));
+    Stored::Upsert(Lease {
+        resource: rec.resource,
+        ia_type: rec.ia_type,
+        duid: *client,
+        iaid: rec.iaid,
+        state: rec.status,
+        preferred_lifetime: rec.preferred_lifetime,
+        valid_lifetime: rec.valid_lifetime,
+        cltt,
+        expires_at: state_exp.max(exp),
+        subnet,
+        partner_lifetime: acked,
+        update_pending: false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lease::{IaType, Resource};
+
+    const NOW: u64 = EPOCH_2000_UNIX_SECS + 1_000_000;
+
+    fn duid(b: u8) -> Duid {
+        Duid::new(&[0, 4, b]).unwrap()
+    }
+
+    fn lease(state: BindingState, cltt: u64, expires_at: u64, who: u8) -> Lease {
+        Lease {
+            resource: Resource::address("2001:db8::1".parse().unwrap()),
+            ia_type: IaType::Na,
+            duid: duid(who),
+            iaid: 1,
+            state,
+            preferred_lifetime: 100,
+            valid_lifetime: 200,
+            cltt,
+            expires_at,
+            subnet: 0,
+            partner_lifetime: 0,
+            update_pending: false,
+        }
+    }
+
+    fn rec_of(l: &Lease) -> (LeaseRecord, u32) {
+        let base = to_wire(NOW);
+        (record_of(l, 200, NOW, 50, 80), base)
+    }
+
+    #[test]
+    fn figure_4_rows() {
+        let p = Role::Primary;
+        let local = lease(BindingState::Active, NOW - 100, NOW + 100, 1);
+        // Same client, ACTIVE vs ACTIVE: accept(3) accepts.
+        let (r, b) = rec_of(&lease(BindingState::Active, NOW - 200, NOW + 50, 1));
+        assert_eq!(
+            resolve(Some(&local), &duid(1), &r, b, p, NOW),
+            Verdict::Accept
+        );
+        // Different client, older: the primary says AddressInUse, the secondary accepts.
+        let (r, b) = rec_of(&lease(BindingState::Active, NOW - 200, NOW + 50, 2));
+        assert_eq!(
+            resolve(Some(&local), &duid(2), &r, b, p, NOW),
+            Verdict::Reject(StatusCode::AddressInUse)
+        );
+        assert_eq!(
+            resolve(Some(&local), &duid(2), &r, b, Role::Secondary, NOW),
+            Verdict::Accept
+        );
+        // Different client with a CLT clearly after the local start: time(2) accepts.
+        let (r, b) = rec_of(&lease(BindingState::Active, NOW - 10, NOW + 50, 2));
+        assert_eq!(
+            resolve(Some(&local), &duid(2), &r, b, p, NOW),
+            Verdict::Accept
+        );
+        // ACTIVE vs EXPIRED: time(1), the local lease has not ended → outdated.
+        let mut e = lease(BindingState::Active, NOW - 300, NOW, 1);
+        expire(&mut e);
+        let (r, b) = rec_of(&e);
+        assert_eq!(
+            resolve(Some(&local), &duid(1), &r, b, p, NOW),
+            Verdict::Reject(StatusCode::OutdatedBindingInformation)
+        );
+        assert_eq!(
+            resolve(Some(&local), &duid(1), &r, b, p, NOW + 101),
+            Verdict::Accept
+        );
+        // ACTIVE vs RELEASED: accept iff later (±5 s is equal).
+        let mut rel = lease(BindingState::Active, NOW - 300, NOW, 1);
+        release(&mut rel, NOW - 97);
+        let (r, b) = rec_of(&rel);
+        assert_eq!(
+            resolve(Some(&local), &duid(1), &r, b, p, NOW),
+            Verdict::Reject(StatusCode::OutdatedBindingInformation)
+        );
+        release(&mut rel, NOW - 90);
+        let (r, b) = rec_of(&rel);
+        assert_eq!(
+            resolve(Some(&local), &duid(1), &r, b, p, NOW),
+            Verdict::Accept
+        );
+        // No local record: accept.
+        assert_eq!(resolve(None, &duid(1), &r, b, p, NOW), Verdict::Accept);
+    }
+
+    #[test]
+    fn store_follows_figure_5() {
+        let mut sent = lease(BindingState::Active, NOW - 10, NOW + 200, 3);
+        sent.partner_lifetime = NOW + 500;
+        let (r, b) = rec_of(&sent);
+        let Stored::Upsert(got) = store(None, &duid(3), &r, b, 0) else {
+            panic!("active is stored");
+        };
+        assert_eq!(got.cltt, NOW - 10);
+        assert_eq!(got.state, BindingState::Active);
+        // expires_at covers the partner lifetime (cltt + desired + valid/2 here).
+        assert_eq!(got.expires_at, NOW - 10 + 200 + 100);
+        assert_eq!(got.partner_lifetime, NOW + 200);
+        let mut rel = sent;
+        release(&mut rel, NOW);
+        let (r, b) = rec_of(&rel);
+        assert_eq!(store(Some(&got), &duid(3), &r, b, 0), Stored::Remove);
+    }
+}

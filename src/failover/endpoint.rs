@@ -1,0 +1,1823 @@
+//! The failover endpoint: connection handshake (§6.1), keepalive (§6.5), the state machine
+//! (§8) and the binding-update pipeline (§7), sans-IO in the quinn-proto style.
+//!
+//! Call order for a driver, after any input (message, connect, disconnect, timeout,
+//! operator command): drain [`Endpoint::poll_event`], then call
+//! [`Endpoint::poll_transmit`] until it returns `false`, then arm a timer for
+//! [`Endpoint::poll_timeout`]. Every method takes `now`; none reads a clock.
+//!
+//! The binding database is the lease table (`&mut dyn LeaseTable`), passed into the calls
+//! that read or change it. A BNDREPLY is held back until the table reports the batch with
+//! the accepted update durable (§7.5.2: "MUST NOT send a BNDREPLY before the DB is
+//! updated").
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use super::binding::{self, Stored, Verdict};
+use super::pool::{PoolStatus, PrefixPool};
+use super::scope::ServiceScope;
+use super::state::{self, *};
+use super::{FailoverConfig, Role};
+use crate::lease::{BindingState, CommitId, Duid, IaType, Lease, LeaseTable, Resource};
+use crate::time::Timestamp;
+use crate::wire::failover::{
+    self as wire, BindingUpdateRepr, Builder, ConnectRepr, LeaseRecord, Message, MessageType,
+    ServerFlags, ServerState, StateRepr, StatusCode, Subject, PROTOCOL_VERSION,
+};
+
+/// Why the endpoint asks the driver to close the TCP connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CloseReason {
+    /// FO_KEEPALIVE_TIMER ran out (§6.5).
+    KeepaliveExpired,
+    /// A message's sent-time differs from ours by more than 5 s (§7.1, §6.1.2).
+    ExcessiveTimeSkew,
+    /// The secondary rejected our CONNECT (§6.1.3).
+    ConnectRejected(StatusCode),
+    /// CONNECTREPLY did not echo our MCLT or version (§6.1.3).
+    ConnectMismatch,
+    /// Unparsable or out-of-sequence message.
+    ProtocolError(wire::Error),
+    /// The partner sent DISCONNECT (§5.3.9).
+    PartnerDisconnected,
+    /// §8.8.2: BNDUPDs unacknowledged for `ack_timeout`.
+    AckTimeout,
+    /// §8.5.2: no UPDDONE and no BNDUPD for `update_request_timeout`.
+    UpdateRequestTimeout,
+    /// We rejected the partner's CONNECT (after sending CONNECTREPLY with a status).
+    RejectedPartner(StatusCode),
+}
+
+/// Conditions an operator should see (§8.9.1, §8.11.1 "SHOULD raise an alarm").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Alarm {
+    /// NORMAL → COMMUNICATIONS-INTERRUPTED.
+    PartnerUnreachable,
+    /// POTENTIAL-CONFLICT → RESOLUTION-INTERRUPTED.
+    ResolutionInterrupted,
+    /// The partner rejected an update with AddressInUse: the resource is bound to two
+    /// clients across the pair (§7.5.4 accept(3)).
+    AddressConflict(Resource),
+}
+
+/// What the driver must act on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// The endpoint state changed: refresh the shards' [`ServiceScope`].
+    StateChanged {
+        from: ServerState,
+        to: ServerState,
+    },
+    /// [`Endpoint::persistent`] changed; save it (before sending, §6.3).
+    PersistentStateChanged,
+    /// The free-prefix split changed; the engines' prefix allocators must follow.
+    PoolChanged,
+    /// Close the TCP connection, then call [`Endpoint::handle_disconnected`].
+    CloseConnection(CloseReason),
+    Alarm(Alarm),
+    /// The partner rejected our update of `resource`.
+    UpdateRejected {
+        resource: Resource,
+        code: StatusCode,
+    },
+}
+
+/// The operator partner-down command is not valid in the current state (§8.8.2, §8.9.2,
+/// §8.11.2 list where it applies).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("partner-down is not allowed in state {0:?}")]
+pub struct NotAllowed(pub ServerState);
+
+/// Message and update counters (each a metric in the driver).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Counters {
+    /// Received messages by message type code (index = code, 0..=35).
+    pub received: [u64; 36],
+    /// Sent messages by message type code.
+    pub sent: [u64; 36],
+    /// Messages dropped because they could not be parsed.
+    pub malformed: u64,
+    /// Messages dropped because they are not valid in the connection's phase.
+    pub unexpected: u64,
+    /// Messages whose sent-time was more than 5 s off.
+    pub skewed: u64,
+    pub updates_accepted: u64,
+    pub updates_rejected: u64,
+    pub acks_received: u64,
+    pub rejections_received: u64,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            received: [0; 36],
+            sent: [0; 36],
+            malformed: 0,
+            unexpected: 0,
+            skewed: 0,
+            updates_accepted: 0,
+            updates_rejected: 0,
+            acks_received: 0,
+            rejections_received: 0,
+        }
+    }
+}
+
+/// Phase of the connection (§6.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Link {
+    Down,
+    /// TCP is up; primary: CONNECT sent, waiting for CONNECTREPLY; secondary: waiting for
+    /// CONNECT.
+    Handshake,
+    /// CONNECT/CONNECTREPLY done. `partner` is `Some` once the partner's STATE arrived,
+    /// which is "communications OK" (§6.1).
+    Up {
+        partner: Option<StateRepr>,
+    },
+}
+
+/// A control message waiting for `poll_transmit`, built at transmission time so sent-time
+/// is current (§7.1).
+#[derive(Clone, Debug)]
+enum Control {
+    Connect,
+    ConnectReply {
+        xid: u32,
+        status: Option<StatusCode>,
+    },
+    /// Built when queued: the first STATE of a connection must carry the COMMUNICATED
+    /// flag as it was before this connection (the partner uses it to detect lost storage).
+    State(StateRepr),
+    Contact,
+    Disconnect(StatusCode),
+    UpdateRequest {
+        xid: u32,
+        all: bool,
+    },
+    UpdateDone {
+        xid: u32,
+    },
+    PoolRequest,
+    PoolResponse {
+        xid: u32,
+    },
+    BindingReply {
+        xid: u32,
+        reply: Box<BindingUpdateRepr>,
+        commit: Option<CommitId>,
+    },
+    BindingReplyError {
+        xid: u32,
+        code: StatusCode,
+    },
+}
+
+/// What a queued update is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum UpdateKey {
+    /// All of the client's bindings that hold this resource (one OPTION_CLIENT_DATA).
+    Lease(Resource),
+    /// A free delegable prefix moving between FREE and FREE-BACKUP (stand-alone IAPREFIX).
+    Pool(Resource, PoolStatus),
+}
+
+/// The lease as it was when sent, so an ack only clears what the partner has seen.
+#[derive(Clone, Copy, Debug)]
+struct SentLease {
+    resource: Resource,
+    duid: Duid,
+    state: BindingState,
+    cltt: u64,
+    expires_at: u64,
+}
+
+#[derive(Clone, Debug)]
+struct Outstanding {
+    key: UpdateKey,
+    seq: u64,
+    sent_at: Timestamp,
+    leases: Vec<SentLease>,
+}
+
+/// One RFC 8156 failover endpoint. See the module documentation for the call order.
+pub struct Endpoint {
+    cfg: FailoverConfig,
+    persistent: PersistentState,
+    state: State,
+    link: Link,
+    /// When this process started (Unix seconds): TIME-OF-FAILURE fallback (§8.6.2).
+    started_at: u64,
+    /// The persisted `communicated` before this run reached the partner.
+    communicated_before: bool,
+    /// COMMUNICATED flag of the partner's first STATE on this connection.
+    partner_communicated: Option<bool>,
+    partner_keepalive: u32,
+    partner_max_unacked: u32,
+    saw_partner_startup: bool,
+    keepalive_deadline: Option<Timestamp>,
+    send_deadline: Option<Timestamp>,
+    next_scan: Timestamp,
+    last_update_rx: Timestamp,
+    next_xid: u32,
+    control: VecDeque<Control>,
+    queue: VecDeque<(UpdateKey, u64)>,
+    queued: HashSet<UpdateKey>,
+    next_seq: u64,
+    outstanding: HashMap<u32, Outstanding>,
+    /// Partner's UPDREQ/UPDREQALL being answered: its xid and the last queue sequence
+    /// number that belongs to the answer (§5.3.7: UPDDONE once all are sent and acked).
+    answering: Option<(u32, u64)>,
+    /// Our own UPDREQ/UPDREQALL awaiting UPDDONE (its xid stays reserved, §5.4).
+    update_request: Option<u32>,
+    pool: PrefixPool,
+    events: VecDeque<Event>,
+    counters: Counters,
+    scratch: BindingUpdateRepr,
+    leases: Vec<Lease>,
+}
+
+impl Endpoint {
+    /// Starts an endpoint in STARTUP (§8.3). `persisted` is what the store saved from
+    /// [`Endpoint::persistent`], `None` when stable storage holds nothing (§8.2).
+    pub fn new(
+        cfg: FailoverConfig,
+        persisted: Option<PersistentState>,
+        now: Timestamp,
+    ) -> Endpoint {
+        let now_s = now.secs();
+        // §8.2 and §8.3.2 step 1 disagree for a primary with empty storage (PARTNER-DOWN
+        // vs RECOVER); tandem takes RECOVER for both roles (docs/FAILOVER.md D2) and offers
+        // the commissioning switch `partner_down_on_first_start`.
+        let (previous, time_of_failure, persistent) = match persisted {
+            Some(p) => (
+                state::startup_previous(p.state),
+                p.last_operating_time,
+                PersistentState {
+                    mclt: if cfg.role == Role::Primary {
+                        cfg.mclt
+                    } else {
+                        p.mclt
+                    },
+                    ..p
+                },
+            ),
+            None => (
+                ServerState::Recover,
+                0,
+                PersistentState {
+                    state: ServerState::Recover,
+                    previous_state: ServerState::Recover,
+                    start_time_of_state: now_s,
+                    partner_state: None,
+                    partner_start_time_of_state: 0,
+                    last_partner_message: 0,
+                    last_operating_time: now_s,
+                    communicated: false,
+                    mclt: cfg.mclt,
+                    partner_down_time: 0,
+                },
+            ),
+        };
+        let fresh = persisted.is_none();
+        let startup_end =
+            now.saturating_add(std::time::Duration::from_secs(u64::from(cfg.startup_time)));
+        let pool = PrefixPool::new(&cfg.pd_pools);
+        let mut e = Endpoint {
+            communicated_before: persistent.communicated,
+            persistent,
+            state: State::Startup(Startup {
+                previous: if fresh && cfg.partner_down_on_first_start {
+                    ServerState::PartnerDown
+                } else {
+                    previous
+                },
+                time_of_failure,
+                ends_at: startup_end,
+            }),
+            link: Link::Down,
+            started_at: now_s,
+            partner_communicated: None,
+            partner_keepalive: cfg.keepalive_time,
+            partner_max_unacked: 1,
+            saw_partner_startup: false,
+            keepalive_deadline: None,
+            send_deadline: None,
+            next_scan: now,
+            last_update_rx: now,
+            next_xid: 1,
+            control: VecDeque::new(),
+            queue: VecDeque::new(),
+            queued: HashSet::new(),
+            next_seq: 0,
+            outstanding: HashMap::new(),
+            answering: None,
+            update_request: None,
+            pool,
+            events: VecDeque::new(),
+            counters: Counters::default(),
+            scratch: BindingUpdateRepr::default(),
+            leases: Vec::new(),
+            cfg,
+        };
+        e.persistent.last_operating_time = now_s;
+        e
+    }
+
+    // ----- getters -------------------------------------------------------------------
+
+    pub fn role(&self) -> Role {
+        self.cfg.role
+    }
+
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    pub fn server_state(&self) -> ServerState {
+        self.state.name()
+    }
+
+    /// What §8.2 says to persist; save it on `Event::PersistentStateChanged` and
+    /// periodically (its `last_operating_time` advances with every call).
+    pub fn persistent(&self) -> PersistentState {
+        self.persistent
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    pub fn prefix_pool(&self) -> &PrefixPool {
+        &self.pool
+    }
+
+    /// Replaces the pool split with a saved one (store restart).
+    pub fn restore_prefix_pool(&mut self, saved: &[(Resource, PoolStatus)]) {
+        for (r, s) in saved {
+            self.pool.set(r, *s);
+        }
+    }
+
+    /// "Communications OK" (§6.1): connected, handshake done and the partner's STATE seen.
+    pub fn comms_ok(&self) -> bool {
+        matches!(self.link, Link::Up { partner: Some(_) })
+    }
+
+    pub fn partner_state(&self) -> Option<ServerState> {
+        match self.link {
+            Link::Up { partner: Some(p) } => Some(p.state),
+            _ => None,
+        }
+    }
+
+    /// The MCLT in force (seconds).
+    pub fn mclt(&self) -> u32 {
+        self.persistent.mclt
+    }
+
+    /// What the engines may do now; hand a copy to every shard on `StateChanged`.
+    pub fn scope(&self) -> ServiceScope {
+        ServiceScope {
+            role: Some(self.cfg.role),
+            state: self.state.name(),
+            mclt: self.persistent.mclt,
+            partner_down_since: match self.state {
+                State::PartnerDown(pd) => pd.since,
+                _ => 0,
+            },
+        }
+    }
+
+    /// Number of BNDUPDs sent and not yet acknowledged.
+    pub fn unacked(&self) -> usize {
+        self.outstanding.len()
+    }
+
+    /// Number of updates waiting to be sent.
+    pub fn queued_updates(&self) -> usize {
+        self.queued.len()
+    }
+
+    /// True when nothing is queued, outstanding or unanswered (used by tests and the
+    /// simulation to detect quiescence).
+    pub fn is_idle(&self) -> bool {
+        self.queued.is_empty()
+            && self.outstanding.is_empty()
+            && self.control.is_empty()
+            && self.answering.is_none()
+            && self.update_request.is_none()
+    }
+
+    // ----- inputs --------------------------------------------------------------------
+
+    /// The engine changed `lease` (granted, renewed, released, expired, declined): queue a
+    /// lazy BNDUPD for its client (§4.3: after the client's Reply). The lease must have
+    /// `update_pending` set in the table.
+    pub fn lease_changed(&mut self, resource: Resource) {
+        self.enqueue(UpdateKey::Lease(resource));
+    }
+
+    /// The TCP (and TLS, RFC 7653) connection to the partner is up.
+    pub fn handle_connected(&mut self, now: Timestamp) {
+        self.link = Link::Handshake;
+        self.partner_communicated = None;
+        self.saw_partner_startup = false;
+        self.keepalive_deadline = Some(self.after(now, self.cfg.keepalive_time));
+        if self.cfg.role == Role::Primary {
+            // §6.1: the primary opens with CONNECT.
+            self.control.push_back(Control::Connect);
+        }
+    }
+
+    /// The connection is gone (closed by either side or by us after `CloseConnection`).
+    pub fn handle_disconnected(&mut self, now: Timestamp, table: &mut dyn LeaseTable) {
+        if self.link == Link::Down {
+            return;
+        }
+        let was_ok = self.comms_ok();
+        self.link = Link::Down;
+        self.keepalive_deadline = None;
+        self.send_deadline = None;
+        self.control.clear();
+        self.answering = None;
+        self.update_request = None;
+        // Unacknowledged updates stay flagged in the table; queue them for the next
+        // connection (§8.8: "on entry to NORMAL send all unacked BNDUPDs").
+        let lost: Vec<Outstanding> = self.outstanding.drain().map(|(_, o)| o).collect();
+        for o in lost {
+            match o.key {
+                UpdateKey::Pool(r, PoolStatus::Free) => self.pool.set(&r, PoolStatus::FreeBackup),
+                key => self.enqueue(key),
+            }
+        }
+        match &mut self.state {
+            State::Recover(r) => {
+                r.update_request = None;
+            }
+            State::PotentialConflict(p) => p.update_request = None,
+            _ => {}
+        }
+        if was_ok {
+            let next = state::comms_failed(self.state.name());
+            self.transition(now, table, next);
+        }
+    }
+
+    /// Operator command: the partner is down (§8.8.2, §8.9.2, §8.11.2 "external command").
+    /// Only valid when the partner is truly not operating (§8.4).
+    pub fn partner_down(
+        &mut self,
+        now: Timestamp,
+        table: &mut dyn LeaseTable,
+    ) -> Result<(), NotAllowed> {
+        match self.state.name() {
+            ServerState::Normal
+            | ServerState::CommunicationsInterrupted
+            | ServerState::ResolutionInterrupted
+            | ServerState::PartnerDown => {
+                self.transition(now, table, ServerState::PartnerDown);
+                Ok(())
+            }
+            other => Err(NotAllowed(other)),
+        }
+    }
+
+    /// Timers: startup, keepalive, CONTACT, auto-partner-down, RECOVER-WAIT, ack and
+    /// UPDREQ timeouts, and the periodic update scan.
+    pub fn handle_timeout(&mut self, now: Timestamp, table: &mut dyn LeaseTable) {
+        let now_s = now.secs();
+        self.persistent.last_operating_time = self.persistent.last_operating_time.max(now_s);
+        if let State::Startup(s) = self.state {
+            if now >= s.ends_at {
+                // §8.3.2 step 6.
+                self.transition(now, table, s.previous);
+            }
+        }
+        if self.keepalive_deadline.is_some_and(|d| now >= d) && self.link != Link::Down {
+            self.close(CloseReason::KeepaliveExpired);
+            self.handle_disconnected(now, table);
+        }
+        if self.send_deadline.is_some_and(|d| now >= d) && matches!(self.link, Link::Up { .. }) {
+            // §6.5: FO_SEND_TIMER expired without other traffic.
+            self.control.push_back(Control::Contact);
+            self.send_deadline = Some(self.after(now, self.send_time()));
+        }
+        if let State::CommunicationsInterrupted(c) = self.state {
+            if c.auto_partner_down_at.is_some_and(|d| now >= d) {
+                self.transition(now, table, ServerState::PartnerDown);
+            }
+        }
+        if let State::RecoverWait(w) = self.state {
+            if now_s >= w.until {
+                self.transition(now, table, ServerState::RecoverDone);
+            }
+        }
+        if self.comms_ok() {
+            let oldest = self.outstanding.values().map(|o| o.sent_at).min();
+            if self.state.name() == ServerState::Normal
+                && oldest.is_some_and(|t| now >= self.after(t, self.cfg.ack_timeout))
+            {
+                self.close(CloseReason::AckTimeout);
+                self.handle_disconnected(now, table);
+                return;
+            }
+            if self.update_request.is_some()
+                && now >= self.after(self.last_update_rx, self.cfg.update_request_timeout)
+            {
+                self.close(CloseReason::UpdateRequestTimeout);
+                self.handle_disconnected(now, table);
+                return;
+            }
+        }
+        if now >= self.next_scan {
+            self.next_scan = self.after(now, self.cfg.scan_interval);
+            self.scan(now, table);
+        }
+    }
+
+    /// Consumes whole frames from a TCP receive buffer and returns how many octets were
+    /// used. A framing error asks the driver to close the connection.
+    pub fn handle_stream(
+        &mut self,
+        now: Timestamp,
+        data: &[u8],
+        table: &mut dyn LeaseTable,
+    ) -> usize {
+        let mut used = 0;
+        loop {
+            match wire::split_frame(&data[used..]) {
+                Ok(wire::Frame::Complete { message, consumed }) => {
+                    self.handle_message(now, message, table);
+                    used += consumed;
+                }
+                Ok(wire::Frame::Incomplete { .. }) => return used,
+                Err(e) => {
+                    self.counters.malformed += 1;
+                    self.close(CloseReason::ProtocolError(e));
+                    return data.len();
+                }
+            }
+        }
+    }
+
+    /// Handles one failover message (without its 2-octet length prefix).
+    pub fn handle_message(&mut self, now: Timestamp, message: &[u8], table: &mut dyn LeaseTable) {
+        let msg = match Message::new_checked(message) {
+            Ok(m) => m,
+            Err(_) => {
+                self.counters.malformed += 1;
+                return;
+            }
+        };
+        let code = msg.msg_type_raw();
+        self.counters.received[usize::from(code).min(35)] += 1;
+        let Some(kind) = msg.msg_type() else {
+            self.counters.unexpected += 1;
+            return;
+        };
+        if self.link == Link::Down {
+            self.counters.unexpected += 1;
+            return;
+        }
+        // §6.5: every received message resets FO_KEEPALIVE_TIMER.
+        self.keepalive_deadline = Some(self.after(now, self.cfg.keepalive_time));
+        self.persistent.last_partner_message = now.secs();
+        // §7.1: more than 5 s of skew drops the connection (CONNECT answers with
+        // ExcessiveTimeSkew first, §6.1.2).
+        let skew = (msg.sent_time().wrapping_sub(now.secs_since_2000()) as i32).unsigned_abs();
+        if u64::from(skew) > binding::SKEW_TOLERANCE_SECS {
+            self.counters.skewed += 1;
+            if kind == MessageType::Connect && self.link == Link::Handshake {
+                self.control.push_back(Control::ConnectReply {
+                    xid: msg.transaction_id(),
+                    status: Some(StatusCode::ExcessiveTimeSkew),
+                });
+                self.close(CloseReason::RejectedPartner(StatusCode::ExcessiveTimeSkew));
+            } else {
+                self.close(CloseReason::ExcessiveTimeSkew);
+                self.handle_disconnected(now, table);
+            }
+            return;
+        }
+        let xid = msg.transaction_id();
+        let result = match (kind, self.link) {
+            (MessageType::Connect, Link::Handshake) if self.cfg.role == Role::Secondary => {
+                self.on_connect(now, xid, msg.options())
+            }
+            (MessageType::Connectreply, Link::Handshake) if self.cfg.role == Role::Primary => {
+                self.on_connect_reply(now, msg.options())
+            }
+            (_, Link::Handshake) => {
+                self.counters.unexpected += 1;
+                Ok(())
+            }
+            (MessageType::State, _) => {
+                StateRepr::parse(msg.options()).map(|s| self.on_state(now, table, s))
+            }
+            (MessageType::Contact, _) => Ok(()),
+            (MessageType::Disconnect, _) => {
+                self.close(CloseReason::PartnerDisconnected);
+                self.handle_disconnected(now, table);
+                Ok(())
+            }
+            (_, Link::Up { partner: None }) => {
+                // Before the partner's STATE nothing else is expected (§6.1).
+                self.counters.unexpected += 1;
+                Ok(())
+            }
+            (MessageType::Bndupd, _) => {
+                self.last_update_rx = now;
+                self.on_bndupd(now, table, xid, msg.options());
+                Ok(())
+            }
+            (MessageType::Bndreply, _) => self.on_bndreply(now, table, xid, msg.options()),
+            (MessageType::Updreq | MessageType::Updreqall, _) => {
+                self.on_update_request(table, xid, kind == MessageType::Updreqall);
+                Ok(())
+            }
+            (MessageType::Upddone, _) => {
+                self.on_update_done(now, table, xid);
+                Ok(())
+            }
+            (MessageType::Poolreq, _) if self.cfg.role == Role::Primary => {
+                self.control.push_back(Control::PoolResponse { xid });
+                self.rebalance(table);
+                Ok(())
+            }
+            (MessageType::Poolresp, _) => Ok(()),
+            _ => {
+                self.counters.unexpected += 1;
+                Ok(())
+            }
+        };
+        if let Err(e) = result {
+            self.counters.malformed += 1;
+            self.close(CloseReason::ProtocolError(e));
+            self.handle_disconnected(now, table);
+        }
+    }
+
+    // ----- outputs -------------------------------------------------------------------
+
+    /// Appends the next framed message to `buf`; `false` when there is nothing to send.
+    /// Control messages go first, then BNDUPDs within the partner's MAX_UNACKED_BNDUPD.
+    pub fn poll_transmit(
+        &mut self,
+        now: Timestamp,
+        table: &mut dyn LeaseTable,
+        buf: &mut Vec<u8>,
+    ) -> bool {
+        if self.link == Link::Down {
+            return false;
+        }
+        let durable = table.durable(false).unwrap_or(0);
+        let pos = self.control.iter().position(|c| match c {
+            Control::BindingReply {
+                commit: Some(id), ..
+            } => *id <= durable,
+            _ => true,
+        });
+        if let Some(pos) = pos {
+            if let Some(c) = self.control.remove(pos) {
+                let sent = self.emit_control(now, &c, buf);
+                if let Some(t) = sent {
+                    self.sent(now, t);
+                    return true;
+                }
+            }
+        }
+        if self.may_send_updates() {
+            while self.outstanding.len() < self.partner_max_unacked as usize {
+                let Some((key, seq)) = self.queue.pop_front() else {
+                    break;
+                };
+                if !self.queued.remove(&key) {
+                    continue;
+                }
+                if self.emit_update(now, table, key, seq, buf) {
+                    self.sent(now, MessageType::Bndupd);
+                    return true;
+                }
+            }
+        }
+        self.maybe_update_done();
+        if let Some(pos) = self
+            .control
+            .iter()
+            .position(|c| matches!(c, Control::UpdateDone { .. }))
+        {
+            if let Some(c) = self.control.remove(pos) {
+                if let Some(t) = self.emit_control(now, &c, buf) {
+                    self.sent(now, t);
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// The earliest time [`Endpoint::handle_timeout`] must be called.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        let mut t: Option<Timestamp> = None;
+        let mut consider = |x: Option<Timestamp>| {
+            if let Some(x) = x {
+                t = Some(t.map_or(x, |t| t.min(x)));
+            }
+        };
+        if let State::Startup(s) = self.state {
+            consider(Some(s.ends_at));
+        }
+        if let State::CommunicationsInterrupted(c) = self.state {
+            consider(c.auto_partner_down_at);
+        }
+        if let State::RecoverWait(w) = self.state {
+            consider(Some(Timestamp::from_secs(w.until)));
+        }
+        consider(self.keepalive_deadline);
+        consider(self.send_deadline);
+        consider(Some(self.next_scan));
+        if self.comms_ok() {
+            if self.state.name() == ServerState::Normal {
+                let oldest = self.outstanding.values().map(|o| o.sent_at).min();
+                consider(oldest.map(|o| self.after(o, self.cfg.ack_timeout)));
+            }
+            if self.update_request.is_some() {
+                consider(Some(
+                    self.after(self.last_update_rx, self.cfg.update_request_timeout),
+                ));
+            }
+        }
+        t
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    // ----- handshake -----------------------------------------------------------------
+
+    fn on_connect(
+        &mut self,
+        now: Timestamp,
+        xid: u32,
+        opts: wire::Options<'_>,
+    ) -> Result<(), wire::Error> {
+        let c = ConnectRepr::parse(opts)?;
+        // §6.1.2: version, relationship (§6.2) and flags must fit.
+        let status = if c.protocol_version.0 != PROTOCOL_VERSION.0 {
+            Some(StatusCode::NotSupported)
+        } else if c.relationship_name != self.cfg.relationship_name.as_deref() {
+            Some(StatusCode::ConfigurationConflict)
+        } else {
+            None
+        };
+        self.control
+            .push_back(Control::ConnectReply { xid, status });
+        if let Some(code) = status {
+            self.close(CloseReason::RejectedPartner(code));
+            return Ok(());
+        }
+        // §6.1.2: adopt the primary's MCLT; remember its keepalive and window.
+        if self.persistent.mclt != c.mclt {
+            self.persistent.mclt = c.mclt;
+            self.events.push_back(Event::PersistentStateChanged);
+        }
+        self.partner_keepalive = c.keepalive_time.max(1);
+        self.partner_max_unacked = c.max_unacked_bndupd.max(1);
+        self.link = Link::Up { partner: None };
+        self.send_deadline = Some(self.after(now, self.send_time()));
+        // §6.1.2: "after an accepting CONNECTREPLY the secondary MUST send STATE".
+        self.push_state();
+        Ok(())
+    }
+
+    fn on_connect_reply(
+        &mut self,
+        now: Timestamp,
+        opts: wire::Options<'_>,
+    ) -> Result<(), wire::Error> {
+        if let Some(code) = wire::top_status(opts)? {
+            if code != StatusCode::Success {
+                self.close(CloseReason::ConnectRejected(code));
+                return Ok(());
+            }
+        }
+        let c = ConnectRepr::parse(opts)?;
+        // §6.1.3: an MCLT that differs from ours or an unsupported version: DISCONNECT.
+        if c.mclt != self.persistent.mclt || c.protocol_version.0 != PROTOCOL_VERSION.0 {
+            self.control
+                .push_back(Control::Disconnect(StatusCode::ConfigurationConflict));
+            self.close(CloseReason::ConnectMismatch);
+            return Ok(());
+        }
+        self.partner_keepalive = c.keepalive_time.max(1);
+        self.partner_max_unacked = c.max_unacked_bndupd.max(1);
+        self.link = Link::Up { partner: None };
+        self.send_deadline = Some(self.after(now, self.send_time()));
+        // §6.1.3: "MUST send STATE".
+        self.push_state();
+        Ok(())
+    }
+
+    // ----- state machine -------------------------------------------------------------
+
+    fn on_state(&mut self, now: Timestamp, table: &mut dyn LeaseTable, s: StateRepr) {
+        let first = matches!(self.link, Link::Up { partner: None });
+        if first {
+            self.partner_communicated = Some(s.flags.has(ServerFlags::COMMUNICATED));
+        }
+        self.link = Link::Up { partner: Some(s) };
+        let partner_start = binding::to_unix(s.start_time_of_state);
+        self.persistent.partner_state = Some(s.state);
+        self.persistent.partner_start_time_of_state = partner_start;
+        if !self.persistent.communicated {
+            self.persistent.communicated = true;
+        }
+        self.events.push_back(Event::PersistentStateChanged);
+        let starting = s.flags.has(ServerFlags::STARTUP);
+        if let State::Startup(st) = self.state {
+            // §8.3.2 step 5.
+            let target =
+                state::leave_startup(st.previous, st.time_of_failure, s.state, partner_start);
+            self.transition(now, table, target);
+        } else if starting {
+            // §8.4.2: a partner still in STARTUP reports its previous state; wait for its
+            // real one, but acknowledge it (ACK_STARTUP) so it knows we are here.
+            self.saw_partner_startup = true;
+            self.push_state();
+            return;
+        }
+        if starting && first {
+            self.saw_partner_startup = true;
+            self.push_state();
+        }
+        self.follow_partner(now, table);
+    }
+
+    /// Applies the comms-OK transition for the partner's last state until it settles,
+    /// then performs the actions the resulting state takes while communications are OK.
+    fn follow_partner(&mut self, now: Timestamp, table: &mut dyn LeaseTable) {
+        for _ in 0..4 {
+            let Some(p) = self.partner_state() else {
+                return;
+            };
+            if self.partner_in_startup() {
+                break;
+            }
+            let me = self.state.name();
+            let next = state::partner_state_transition(me, p);
+            if next == me {
+                break;
+            }
+            self.transition(now, table, next);
+        }
+        self.comms_ok_actions();
+    }
+
+    fn partner_in_startup(&self) -> bool {
+        matches!(self.link, Link::Up { partner: Some(p) } if p.flags.has(ServerFlags::STARTUP))
+    }
+
+    fn comms_ok_actions(&mut self) {
+        if !self.comms_ok() || self.partner_in_startup() {
+            return;
+        }
+        let partner = self.partner_state();
+        let role = self.cfg.role;
+        match &mut self.state {
+            State::Recover(r) if r.update_request.is_none() => {
+                // §8.5.2: UPDREQALL when we have no record of ever talking to the partner
+                // but the partner has one (we lost stable storage); UPDREQ otherwise.
+                let all = !self.communicated_before && self.partner_communicated == Some(true);
+                let xid =
+                    Self::alloc_xid(&mut self.next_xid, &self.outstanding, self.update_request);
+                r.update_request = Some(xid);
+                r.all = all;
+                self.update_request = Some(xid);
+                self.control.push_back(Control::UpdateRequest { xid, all });
+            }
+            State::PotentialConflict(p) if p.update_request.is_none() => {
+                // §8.10: the primary asks first; the secondary once the primary is
+                // CONFLICT-DONE (Figure 9).
+                let go = role == Role::Primary || partner == Some(ServerState::ConflictDone);
+                if go {
+                    let xid =
+                        Self::alloc_xid(&mut self.next_xid, &self.outstanding, self.update_request);
+                    p.update_request = Some(xid);
+                    self.update_request = Some(xid);
+                    self.control
+                        .push_back(Control::UpdateRequest { xid, all: false });
+                }
+            }
+            State::Normal(n) if role == Role::Secondary && !n.pool_requested => {
+                // §8.8: on entering NORMAL the secondary sends POOLREQ.
+                n.pool_requested = true;
+                self.control.push_back(Control::PoolRequest);
+            }
+            _ => {}
+        }
+    }
+
+    fn transition(&mut self, now: Timestamp, table: &mut dyn LeaseTable, to: ServerState) {
+        let from = self.state.name();
+        if from == to && !matches!(self.state, State::Startup(_)) && to != ServerState::PartnerDown
+        {
+            return;
+        }
+        if from == to && to == ServerState::PartnerDown {
+            return;
+        }
+        let now_s = now.secs();
+        let mclt = u64::from(self.persistent.mclt);
+        let time_of_failure = match self.state {
+            State::Startup(s) => s.time_of_failure,
+            _ => 0,
+        };
+        self.state = match to {
+            ServerState::Startup => return,
+            ServerState::Normal => State::Normal(Normal::default()),
+            ServerState::CommunicationsInterrupted => {
+                if from == ServerState::Normal {
+                    self.events
+                        .push_back(Event::Alarm(Alarm::PartnerUnreachable));
+                }
+                State::CommunicationsInterrupted(CommunicationsInterrupted {
+                    auto_partner_down_at: self.cfg.auto_partner_down.map(|s| self.after(now, s)),
+                })
+            }
+            ServerState::PartnerDown => State::PartnerDown(PartnerDown {
+                // Re-entering PARTNER-DOWN after a restart keeps the original entry time,
+                // so the MCLT waits do not start over (§6.3 PARTNER_DOWN_TIME).
+                since: if self.persistent.state == ServerState::PartnerDown
+                    && self.persistent.partner_down_time != 0
+                {
+                    self.persistent.partner_down_time
+                } else {
+                    now_s
+                },
+            }),
+            ServerState::PotentialConflict => {
+                State::PotentialConflict(PotentialConflict::default())
+            }
+            ServerState::Recover => State::Recover(Recover::default()),
+            ServerState::RecoverWait => {
+                // §8.6.2: TIME-OF-FAILURE (or our start) + MCLT; no wait when this server
+                // never ran failover, judged with the partner's COMMUNICATED flag because
+                // our own storage may be what was lost.
+                let never = !self.communicated_before && self.partner_communicated == Some(false);
+                let base = if self.persistent.previous_state == ServerState::Recover
+                    && time_of_failure == 0
+                {
+                    self.started_at
+                } else {
+                    time_of_failure.max(self.started_at)
+                };
+                State::RecoverWait(RecoverWait {
+                    until: if never {
+                        now_s
+                    } else {
+                        base.saturating_add(mclt)
+                    },
+                })
+            }
+            ServerState::RecoverDone => State::RecoverDone(RecoverDone),
+            ServerState::ResolutionInterrupted => {
+                self.events
+                    .push_back(Event::Alarm(Alarm::ResolutionInterrupted));
+                State::ResolutionInterrupted(ResolutionInterrupted)
+            }
+            ServerState::ConflictDone => State::ConflictDone(ConflictDone),
+        };
+        self.update_request = None;
+        if from != ServerState::Startup {
+            self.persistent.previous_state = from;
+        }
+        let keep_start = to == ServerState::PartnerDown
+            && self.persistent.state == ServerState::PartnerDown
+            && self.persistent.partner_down_time != 0;
+        if !keep_start {
+            self.persistent.start_time_of_state = now_s;
+        }
+        self.persistent.state = to;
+        self.persistent.partner_down_time = match self.state {
+            State::PartnerDown(pd) => pd.since,
+            _ => 0,
+        };
+        self.events.push_back(Event::StateChanged { from, to });
+        self.events.push_back(Event::PersistentStateChanged);
+        if matches!(self.link, Link::Up { .. }) {
+            // §6.3: STATE on every state change.
+            self.push_state();
+        }
+        match to {
+            ServerState::Normal => {
+                // §8.8: "on entry send all unacked BNDUPDs".
+                self.queue_pending(table);
+            }
+            ServerState::RecoverWait => {
+                if let State::RecoverWait(w) = self.state {
+                    if now_s >= w.until {
+                        self.transition(now, table, ServerState::RecoverDone);
+                        return;
+                    }
+                }
+            }
+            _ => {}
+        }
+        if to == ServerState::RecoverDone || to == ServerState::Normal {
+            self.follow_partner(now, table);
+        } else {
+            self.comms_ok_actions();
+        }
+    }
+
+    // ----- binding updates -----------------------------------------------------------
+
+    fn on_bndupd(
+        &mut self,
+        now: Timestamp,
+        table: &mut dyn LeaseTable,
+        xid: u32,
+        opts: wire::Options<'_>,
+    ) {
+        let mut u = std::mem::take(&mut self.scratch);
+        if u.parse(opts, false).is_err() {
+            // §7.5.3: insufficient information.
+            self.counters.updates_rejected += 1;
+            self.control.push_back(Control::BindingReplyError {
+                xid,
+                code: StatusCode::MissingBindingInformation,
+            });
+            self.scratch = u;
+            return;
+        }
+        let now_s = now.secs();
+        let mut reply = BindingUpdateRepr {
+            subject: u.subject,
+            base_time: 0,
+            top_status: None,
+            records: Vec::with_capacity(u.records.len()),
+        };
+        match u.subject {
+            Subject::Client(duid) => {
+                for rec in &u.records {
+                    let code = self.apply_client_record(table, &duid, rec, u.base_time, now_s);
+                    reply.records.push(Self::echo(rec, code));
+                }
+            }
+            Subject::Prefix => {
+                if let Some(rec) = u.records.first() {
+                    let code = self.apply_pool_record(table, rec);
+                    reply.records.push(Self::echo(rec, code));
+                    reply.top_status = code;
+                }
+            }
+        }
+        self.scratch = u;
+        // §7.5.2: the BNDREPLY waits until the accepted data is durable.
+        let commit = table.commit().ok().flatten();
+        self.control.push_back(Control::BindingReply {
+            xid,
+            reply: Box::new(reply),
+            commit,
+        });
+    }
+
+    fn echo(rec: &LeaseRecord, code: Option<StatusCode>) -> LeaseRecord {
+        LeaseRecord {
+            partner_lifetime_sent: rec.partner_lifetime,
+            status_code: code,
+            ..*rec
+        }
+    }
+
+    fn subnet_of(&self, r: &Resource) -> Option<u32> {
+        if self.cfg.subnets.is_empty() {
+            return Some(0);
+        }
+        self.cfg
+            .subnets
+            .iter()
+            .position(|s| s.contains(r.addr) && (!r.is_prefix() || r.prefix_len >= s.prefix_len))
+            .map(|i| i as u32)
+            .or_else(|| self.pool.contains(r).then_some(0))
+    }
+
+    /// §7.5.4 and §7.5.5 for one lease of an OPTION_CLIENT_DATA; returns the error status.
+    fn apply_client_record(
+        &mut self,
+        table: &mut dyn LeaseTable,
+        duid: &Duid,
+        rec: &LeaseRecord,
+        base_time: u32,
+        now_s: u64,
+    ) -> Option<StatusCode> {
+        let Some(subnet) = self.subnet_of(&rec.resource) else {
+            self.counters.updates_rejected += 1;
+            return Some(StatusCode::ConfigurationConflict);
+        };
+        let local = table.by_resource(&rec.resource);
+        match binding::resolve(local.as_ref(), duid, rec, base_time, self.cfg.role, now_s) {
+            Verdict::Accept => {
+                self.counters.updates_accepted += 1;
+                let res = match binding::store(local.as_ref(), duid, rec, base_time, subnet) {
+                    Stored::Upsert(lease) => table.upsert(lease),
+                    Stored::Remove => {
+                        if rec.resource.is_prefix() && self.pool.contains(&rec.resource) {
+                            // Delegated prefixes return to the primary (§4.2.2).
+                            self.pool.set(&rec.resource, PoolStatus::Free);
+                        }
+                        if local.is_some() {
+                            table.remove(&rec.resource)
+                        } else {
+                            Ok(())
+                        }
+                    }
+                };
+                // Our own newer data for this resource is superseded.
+                self.queued.remove(&UpdateKey::Lease(rec.resource));
+                match res {
+                    Ok(()) => None,
+                    Err(_) => Some(StatusCode::UnspecFail),
+                }
+            }
+            Verdict::Reject(code) => {
+                self.counters.updates_rejected += 1;
+                if code == StatusCode::OutdatedBindingInformation {
+                    if let Some(mut l) = local {
+                        // §7.5.4: set "update partner"; send at once only if it was clear,
+                        // else leave it to the periodic scan (no update storms).
+                        if !l.update_pending {
+                            l.update_pending = true;
+                            let _ = table.upsert(l);
+                            self.enqueue(UpdateKey::Lease(l.resource));
+                        }
+                    }
+                }
+                Some(code)
+            }
+        }
+    }
+
+    /// A stand-alone IAPREFIX: the primary moving a free delegable prefix (§4.2.2).
+    fn apply_pool_record(
+        &mut self,
+        table: &mut dyn LeaseTable,
+        rec: &LeaseRecord,
+    ) -> Option<StatusCode> {
+        if !self.pool.contains(&rec.resource) {
+            self.counters.updates_rejected += 1;
+            return Some(StatusCode::ConfigurationConflict);
+        }
+        let delegated = table
+            .by_resource(&rec.resource)
+            .is_some_and(|l| binding::holds_resource(&l));
+        match rec.status {
+            BindingState::FreeBackup if !delegated => {
+                self.pool.set(&rec.resource, PoolStatus::FreeBackup);
+                self.events.push_back(Event::PoolChanged);
+            }
+            BindingState::Free => {
+                // §4.2.2: the secondary MUST reject taking back a prefix it delegated.
+                if delegated {
+                    self.counters.updates_rejected += 1;
+                    return Some(StatusCode::AddressInUse);
+                }
+                self.pool.set(&rec.resource, PoolStatus::Free);
+                self.events.push_back(Event::PoolChanged);
+            }
+            _ => {}
+        }
+        self.counters.updates_accepted += 1;
+        None
+    }
+
+    fn on_bndreply(
+        &mut self,
+        now: Timestamp,
+        table: &mut dyn LeaseTable,
+        xid: u32,
+        opts: wire::Options<'_>,
+    ) -> Result<(), wire::Error> {
+        let Some(out) = self.outstanding.remove(&xid) else {
+            self.counters.unexpected += 1;
+            return Ok(());
+        };
+        let mut u = std::mem::take(&mut self.scratch);
+        let parsed = u.parse(opts, true);
+        if parsed.is_err() {
+            // A reply with only a top-level status (e.g. MissingBindingInformation).
+            let code = wire::top_status(opts)?.unwrap_or(StatusCode::UnspecFail);
+            u.records.clear();
+            u.top_status = Some(code);
+        }
+        match out.key {
+            UpdateKey::Pool(r, status) => {
+                let code = u
+                    .records
+                    .first()
+                    .and_then(|x| x.status_code)
+                    .or(u.top_status);
+                let ok = code.is_none_or(|c| c == StatusCode::Success);
+                if status == PoolStatus::Free {
+                    // Reclaim acknowledged (or refused: the secondary delegated it).
+                    let back = if ok {
+                        PoolStatus::Free
+                    } else {
+                        PoolStatus::FreeBackup
+                    };
+                    self.pool.set(&r, back);
+                    self.events.push_back(Event::PoolChanged);
+                }
+                self.count_ack(ok);
+            }
+            UpdateKey::Lease(_) => {
+                for sent in &out.leases {
+                    let rec = u.records.iter().find(|x| x.resource == sent.resource);
+                    let code = match rec {
+                        Some(x) => x.status_code,
+                        None if u.top_status.is_some() => u.top_status,
+                        // Not mentioned: not acknowledged; keep it flagged for the scan.
+                        None => continue,
+                    };
+                    let ok = code.is_none_or(|c| c == StatusCode::Success);
+                    self.count_ack(ok);
+                    if ok {
+                        let sent_plt = rec
+                            .and_then(|x| x.partner_lifetime_sent)
+                            .map(binding::to_unix);
+                        self.acknowledged(now, table, sent, sent_plt);
+                    } else if let Some(code) = code {
+                        self.rejected(table, sent, code);
+                    }
+                }
+            }
+        }
+        self.scratch = u;
+        let _ = table.commit();
+        Ok(())
+    }
+
+    fn count_ack(&mut self, ok: bool) {
+        if ok {
+            self.counters.acks_received += 1;
+        } else {
+            self.counters.rejections_received += 1;
+        }
+    }
+
+    /// §7.7 accepted: acknowledged partner lifetime stored; "update partner" cleared if the
+    /// lease did not change since; EXPIRED/RELEASED leases become free (Figure 2, (4)).
+    fn acknowledged(
+        &mut self,
+        _now: Timestamp,
+        table: &mut dyn LeaseTable,
+        sent: &SentLease,
+        plt: Option<u64>,
+    ) {
+        let Some(mut l) = table.by_resource(&sent.resource) else {
+            return;
+        };
+        if l.duid != sent.duid {
+            return;
+        }
+        if let Some(p) = plt {
+            l.partner_lifetime = l.partner_lifetime.max(p);
+        }
+        let unchanged =
+            l.state == sent.state && l.cltt == sent.cltt && l.expires_at == sent.expires_at;
+        if unchanged {
+            l.update_pending = false;
+            if matches!(l.state, BindingState::Expired | BindingState::Released) {
+                // PENDING-FREE → FREE / FREE-BACKUP: an address returns to its bit-127
+                // owner implicitly; a delegated prefix returns to the primary (§4.2.2,
+                // following the text, not Figure 3: docs/FAILOVER.md D1).
+                if l.resource.is_prefix() && self.pool.contains(&l.resource) {
+                    self.pool.set(&l.resource, PoolStatus::Free);
+                    self.events.push_back(Event::PoolChanged);
+                }
+                let _ = table.remove(&l.resource);
+                return;
+            }
+        }
+        let _ = table.upsert(l);
+    }
+
+    fn rejected(&mut self, table: &mut dyn LeaseTable, sent: &SentLease, code: StatusCode) {
+        self.events.push_back(Event::UpdateRejected {
+            resource: sent.resource,
+            code,
+        });
+        if code == StatusCode::AddressInUse {
+            self.events
+                .push_back(Event::Alarm(Alarm::AddressConflict(sent.resource)));
+        }
+        // The partner holds newer data and will send it (§7.5.4); stop insisting.
+        if let Some(mut l) = table.by_resource(&sent.resource) {
+            if l.duid == sent.duid && l.update_pending {
+                l.update_pending = false;
+                let _ = table.upsert(l);
+            }
+        }
+    }
+
+    fn on_update_request(&mut self, table: &mut dyn LeaseTable, xid: u32, all: bool) {
+        // §5.3.5/§5.3.6: UPDREQ = everything not yet acknowledged; UPDREQALL = everything.
+        let mut keys = Vec::new();
+        table.for_each(&mut |l: &Lease| {
+            if all || l.update_pending {
+                keys.push(l.resource);
+            }
+        });
+        for r in keys {
+            self.enqueue(UpdateKey::Lease(r));
+        }
+        if self.cfg.role == Role::Primary {
+            let moves: Vec<(Resource, PoolStatus)> = self
+                .pool
+                .iter()
+                .filter(|(_, s)| *s == PoolStatus::FreeBackup)
+                .collect();
+            for (r, s) in moves {
+                self.enqueue(UpdateKey::Pool(r, s));
+            }
+        }
+        self.answering = Some((xid, self.next_seq));
+    }
+
+    fn maybe_update_done(&mut self) {
+        let Some((xid, mark)) = self.answering else {
+            return;
+        };
+        let queued_before = self
+            .queue
+            .iter()
+            .any(|(k, s)| *s < mark && self.queued.contains(k));
+        let outstanding_before = self.outstanding.values().any(|o| o.seq < mark);
+        if !queued_before && !outstanding_before {
+            self.answering = None;
+            self.control.push_back(Control::UpdateDone { xid });
+        }
+    }
+
+    fn on_update_done(&mut self, now: Timestamp, table: &mut dyn LeaseTable, xid: u32) {
+        if self.update_request != Some(xid) {
+            self.counters.unexpected += 1;
+            return;
+        }
+        self.update_request = None;
+        match (self.state.name(), self.cfg.role) {
+            (ServerState::Recover, _) => self.transition(now, table, ServerState::RecoverWait),
+            (ServerState::PotentialConflict, Role::Primary) => {
+                self.transition(now, table, ServerState::ConflictDone)
+            }
+            (ServerState::PotentialConflict, Role::Secondary) => {
+                self.transition(now, table, ServerState::Normal)
+            }
+            _ => {}
+        }
+    }
+
+    /// BNDUPDs flow whenever communications are OK, except that a server resolving a
+    /// conflict or recovering only sends what its partner asked for (Figure 9 order).
+    fn may_send_updates(&self) -> bool {
+        if !self.comms_ok() {
+            return false;
+        }
+        match self.state.name() {
+            ServerState::Startup => false,
+            ServerState::PotentialConflict | ServerState::Recover => self.answering.is_some(),
+            _ => true,
+        }
+    }
+
+    fn queue_pending(&mut self, table: &mut dyn LeaseTable) {
+        let mut keys = Vec::new();
+        table.for_each(&mut |l: &Lease| {
+            if l.update_pending {
+                keys.push(l.resource);
+            }
+        });
+        for r in keys {
+            self.enqueue(UpdateKey::Lease(r));
+        }
+    }
+
+    fn enqueue(&mut self, key: UpdateKey) {
+        if self.queued.insert(key) {
+            self.queue.push_back((key, self.next_seq));
+            self.next_seq += 1;
+        }
+    }
+
+    /// Periodic work (§7.5.4 scan, §4.2.2 rebalancing, §8.4.1 PARTNER-DOWN reclamation).
+    fn scan(&mut self, now: Timestamp, table: &mut dyn LeaseTable) {
+        if self.comms_ok() && self.queued.is_empty() {
+            let inflight: HashSet<Resource> = self
+                .outstanding
+                .values()
+                .flat_map(|o| o.leases.iter().map(|l| l.resource))
+                .collect();
+            let mut keys = Vec::new();
+            table.for_each(&mut |l: &Lease| {
+                if l.update_pending && !inflight.contains(&l.resource) {
+                    keys.push(l.resource);
+                }
+            });
+            for r in keys {
+                self.enqueue(UpdateKey::Lease(r));
+            }
+            if self.cfg.role == Role::Primary && self.state.name() == ServerState::Normal {
+                self.rebalance(table);
+            }
+        }
+        if let State::PartnerDown(pd) = self.state {
+            // Figure 2 (4): in PARTNER-DOWN an EXPIRED/RELEASED lease becomes free once
+            // MCLT has passed, bounded below by §8.4.1's reuse time.
+            let now_s = now.secs();
+            let mclt = self.persistent.mclt;
+            let mut free = Vec::new();
+            table.for_each(&mut |l: &Lease| {
+                if matches!(l.state, BindingState::Expired | BindingState::Released) {
+                    let client_end = l.cltt.saturating_add(u64::from(l.valid_lifetime));
+                    let start = binding::start_time_of_state(l);
+                    let at = super::mclt::reuse_time(l, client_end.max(start), pd.since, mclt);
+                    if now_s >= at {
+                        free.push(*l);
+                    }
+                }
+            });
+            for l in free {
+                if l.resource.is_prefix() && self.pool.contains(&l.resource) {
+                    self.pool.set(&l.resource, PoolStatus::Free);
+                }
+                // Keep the record flagged until acknowledged? It no longer exists: the
+                // partner learns the resource is free from its own expiry or from our
+                // database after recovery (UPDREQ sends what is flagged; a freed
+                // resource needs no update).
+                let _ = table.remove(&l.resource);
+            }
+            let _ = table.commit();
+        }
+    }
+
+    fn rebalance(&mut self, table: &mut dyn LeaseTable) {
+        if self.cfg.role != Role::Primary || self.cfg.pd_pools.is_empty() {
+            return;
+        }
+        let mut moves = Vec::new();
+        let is_free = |r: &Resource| {
+            table
+                .by_resource(r)
+                .is_none_or(|l| !binding::holds_resource(&l))
+        };
+        self.pool.rebalance(
+            self.cfg.secondary_prefix_share,
+            self.cfg.rebalance_threshold,
+            &is_free,
+            &mut moves,
+        );
+        if !moves.is_empty() {
+            self.events.push_back(Event::PoolChanged);
+        }
+        for (r, s) in moves {
+            self.enqueue(UpdateKey::Pool(r, s));
+        }
+    }
+
+    // ----- emitting ------------------------------------------------------------------
+
+    fn emit_update(
+        &mut self,
+        now: Timestamp,
+        table: &mut dyn LeaseTable,
+        key: UpdateKey,
+        seq: u64,
+        buf: &mut Vec<u8>,
+    ) -> bool {
+        let xid = Self::alloc_xid(&mut self.next_xid, &self.outstanding, self.update_request);
+        let base = now.secs();
+        let mut u = std::mem::take(&mut self.scratch);
+        u.records.clear();
+        u.top_status = None;
+        u.base_time = binding::to_wire(base);
+        let mut sent = Vec::new();
+        match key {
+            UpdateKey::Pool(r, status) => {
+                u.subject = Subject::Prefix;
+                let st = match status {
+                    PoolStatus::FreeBackup => BindingState::FreeBackup,
+                    _ => BindingState::Free,
+                };
+                u.records.push(LeaseRecord {
+                    ia_type: IaType::Pd,
+                    iaid: 0,
+                    t1: 0,
+                    t2: 0,
+                    resource: r,
+                    preferred_lifetime: 0,
+                    valid_lifetime: 0,
+                    status: st,
+                    start_time_of_state: Some(u.base_time),
+                    state_expiration_time: None,
+                    clt_time: None,
+                    partner_lifetime: None,
+                    partner_raw_clt_time: None,
+                    expiration_time: None,
+                    partner_lifetime_sent: None,
+                    status_code: None,
+                });
+            }
+            UpdateKey::Lease(r) => {
+                let Some(lease) = table.by_resource(&r) else {
+                    self.scratch = u;
+                    return false;
+                };
+                // One OPTION_CLIENT_DATA with every binding of the client (§7.4).
+                self.leases.clear();
+                table.client_leases(&lease.duid, &mut self.leases);
+                self.leases.sort_by_key(|l| (l.ia_type, l.iaid, l.resource));
+                u.subject = Subject::Client(lease.duid);
+                for l in &self.leases {
+                    self.queued.remove(&UpdateKey::Lease(l.resource));
+                    let desired = self
+                        .cfg
+                        .subnets
+                        .get(l.subnet as usize)
+                        .map_or(l.valid_lifetime, |s| s.desired_valid);
+                    // T1/T2 as sent are not in the lease model; RFC 8415 §21.4 defaults.
+                    let t1 = l.preferred_lifetime / 2;
+                    let t2 = (u64::from(l.preferred_lifetime) * 4 / 5) as u32;
+                    u.records.push(binding::record_of(l, desired, base, t1, t2));
+                    sent.push(SentLease {
+                        resource: l.resource,
+                        duid: l.duid,
+                        state: l.state,
+                        cltt: l.cltt,
+                        expires_at: l.expires_at,
+                    });
+                }
+                if u.records.is_empty() {
+                    self.scratch = u;
+                    return false;
+                }
+            }
+        }
+        let mut b = Builder::new(buf, MessageType::Bndupd, xid, now.secs_since_2000());
+        u.emit(&mut b, false);
+        let ok = b.finish().is_ok();
+        self.scratch = u;
+        if ok {
+            self.outstanding.insert(
+                xid,
+                Outstanding {
+                    key,
+                    seq,
+                    sent_at: now,
+                    leases: sent,
+                },
+            );
+        }
+        ok
+    }
+
+    fn emit_control(
+        &mut self,
+        now: Timestamp,
+        c: &Control,
+        buf: &mut Vec<u8>,
+    ) -> Option<MessageType> {
+        let t = now.secs_since_2000();
+        let (kind, xid) = match c {
+            Control::Connect => (
+                MessageType::Connect,
+                Self::alloc_xid(&mut self.next_xid, &self.outstanding, self.update_request),
+            ),
+            Control::ConnectReply { xid, .. } => (MessageType::Connectreply, *xid),
+            Control::State(_) => (
+                MessageType::State,
+                Self::alloc_xid(&mut self.next_xid, &self.outstanding, self.update_request),
+            ),
+            Control::Contact => (
+                MessageType::Contact,
+                Self::alloc_xid(&mut self.next_xid, &self.outstanding, self.update_request),
+            ),
+            Control::Disconnect(_) => (
+                MessageType::Disconnect,
+                Self::alloc_xid(&mut self.next_xid, &self.outstanding, self.update_request),
+            ),
+            Control::UpdateRequest { xid, all } => (
+                if *all {
+                    MessageType::Updreqall
+                } else {
+                    MessageType::Updreq
+                },
+                *xid,
+            ),
+            Control::UpdateDone { xid } => (MessageType::Upddone, *xid),
+            Control::PoolRequest => (
+                MessageType::Poolreq,
+                Self::alloc_xid(&mut self.next_xid, &self.outstanding, self.update_request),
+            ),
+            Control::PoolResponse { xid } => (MessageType::Poolresp, *xid),
+            Control::BindingReply { xid, .. } | Control::BindingReplyError { xid, .. } => {
+                (MessageType::Bndreply, *xid)
+            }
+        };
+        let mut b = Builder::new(buf, kind, xid, t);
+        match c {
+            Control::Connect | Control::ConnectReply { status: None, .. } => {
+                self.connect_repr().emit(&mut b)
+            }
+            Control::ConnectReply {
+                status: Some(code), ..
+            } => {
+                b.status(*code, "");
+            }
+            Control::State(s) => s.emit(&mut b),
+            Control::Disconnect(code) => {
+                b.status(*code, "");
+            }
+            Control::BindingReply { reply, .. } => reply.emit(&mut b, true),
+            Control::BindingReplyError { code, .. } => {
+                b.status(*code, "");
+            }
+            Control::Contact
+            | Control::UpdateRequest { .. }
+            | Control::UpdateDone { .. }
+            | Control::PoolRequest
+            | Control::PoolResponse { .. } => {}
+        }
+        b.finish().ok().map(|_| kind)
+    }
+
+    fn connect_repr(&self) -> ConnectRepr<'_> {
+        ConnectRepr {
+            protocol_version: PROTOCOL_VERSION,
+            mclt: self.persistent.mclt,
+            keepalive_time: self.cfg.keepalive_time,
+            max_unacked_bndupd: self.cfg.max_unacked_bndupd,
+            relationship_name: self.cfg.relationship_name.as_deref(),
+            connect_flags: self.cfg.connect_flags,
+        }
+    }
+
+    fn push_state(&mut self) {
+        let s = self.state_repr();
+        self.control.push_back(Control::State(s));
+    }
+
+    fn state_repr(&self) -> StateRepr {
+        let mut flags = 0;
+        if self.persistent.communicated {
+            flags |= ServerFlags::COMMUNICATED;
+        }
+        let (state, start) = match self.state {
+            // §6.3: in STARTUP, the previous state with the STARTUP flag.
+            State::Startup(s) => {
+                flags |= ServerFlags::STARTUP;
+                (s.previous, self.persistent.start_time_of_state)
+            }
+            _ => (self.state.name(), self.persistent.start_time_of_state),
+        };
+        if self.saw_partner_startup {
+            flags |= ServerFlags::ACK_STARTUP;
+        }
+        StateRepr {
+            state,
+            flags: ServerFlags(flags),
+            start_time_of_state: binding::to_wire(start),
+            partner_down_time: match self.state {
+                State::PartnerDown(pd) => Some(binding::to_wire(pd.since)),
+                _ => None,
+            },
+        }
+    }
+
+    fn sent(&mut self, now: Timestamp, kind: MessageType) {
+        self.counters.sent[kind as usize] += 1;
+        // §6.5: every sent message resets FO_SEND_TIMER.
+        if matches!(self.link, Link::Up { .. }) {
+            self.send_deadline = Some(self.after(now, self.send_time()));
+        }
+    }
+
+    /// FO_SEND_TIME = partner's keepalive / FO_CONTACT_PER_KEEPALIVE_TIME (§6.5).
+    fn send_time(&self) -> u32 {
+        (self.partner_keepalive / self.cfg.contacts_per_keepalive.max(1)).max(1)
+    }
+
+    fn after(&self, t: Timestamp, secs: u32) -> Timestamp {
+        t.saturating_add(std::time::Duration::from_secs(u64::from(secs)))
+    }
+
+    fn close(&mut self, reason: CloseReason) {
+        self.events.push_back(Event::CloseConnection(reason));
+    }
+
+    /// 24-bit transaction ids (§5.4), skipping ids in use by outstanding BNDUPDs and by our
+    /// own outstanding UPDREQ/UPDREQALL.
+    fn alloc_xid(
+        next: &mut u32,
+        outstanding: &HashMap<u32, Outstanding>,
+        reserved: Option<u32>,
+    ) -> u32 {
+        loop {
+            let xid = *next & 0x00ff_ffff;
+            *next = next.wrapping_add(1);
+            if xid != 0 && !outstanding.contains_key(&xid) && Some(xid) != reserved {
+                return xid;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lease::memory::MemoryTable;
+
+    const T0: u64 = 1_800_000_000_000;
+
+    struct Side {
+        ep: Endpoint,
+        table: MemoryTable,
+    }
+
+    fn pair(mclt: u32) -> (Side, Side) {
+        let mut pc = FailoverConfig::new(Role::Primary);
+        pc.mclt = mclt;
+        let mut sc = FailoverConfig::new(Role::Secondary);
+        sc.mclt = 1;
+        let now = Timestamp(T0);
+        (
+            Side {
+                ep: Endpoint::new(pc, None, now),
+                table: MemoryTable::new(),
+            },
+            Side {
+                ep: Endpoint::new(sc, None, now),
+                table: MemoryTable::new(),
+            },
+        )
+    }
+
+    /// Delivers everything both sides want to send until both are quiet.
+    fn drive(a: &mut Side, b: &mut Side, now: Timestamp) {
+        fn step(x: &mut Side, y: &mut Side, now: Timestamp) -> bool {
+            let mut buf = Vec::new();
+            let mut moved = false;
+            while x.ep.poll_transmit(now, &mut x.table, &mut buf) {
+                moved = true;
+            }
+            let used = y.ep.handle_stream(now, &buf, &mut y.table);
+            assert_eq!(used, buf.len());
+            while let Some(e) = x.ep.poll_event() {
+                eprintln!("{:?}: {e:?}", x.ep.role());
+            }
+            moved
+        }
+        for _ in 0..10_000 {
+            let m1 = step(a, b, now);
+            let m2 = step(b, a, now);
+            if !m1 && !m2 {
+                return;
+            }
+        }
+        panic!("pair did not settle");
+    }
+
+    #[test]
+    fn fresh_pair_reaches_normal_without_waiting() {
+        let (mut p, mut s) = pair(600);
+        let now = Timestamp(T0 + 1000);
+        p.ep.handle_connected(now);
+        s.ep.handle_connected(now);
+        drive(&mut p, &mut s, now);
+        assert_eq!(p.ep.server_state(), ServerState::Normal);
+        assert_eq!(s.ep.server_state(), ServerState::Normal);
+        // The secondary adopted the primary's MCLT (§6.1.2).
+        assert_eq!(s.ep.mclt(), 600);
+        assert!(p.ep.persistent().communicated && s.ep.persistent().communicated);
+    }
+
+    #[test]
+    fn excessive_skew_rejects_connect() {
+        let (mut p, mut s) = pair(600);
+        p.ep.handle_connected(Timestamp(T0));
+        s.ep.handle_connected(Timestamp(T0 + 6000));
+        let mut buf = Vec::new();
+        assert!(p.ep.poll_transmit(Timestamp(T0), &mut p.table, &mut buf));
+        s.ep.handle_stream(Timestamp(T0 + 6000), &buf, &mut s.table);
+        let mut closed = false;
+        while let Some(e) = s.ep.poll_event() {
+            closed |= e
+                == Event::CloseConnection(CloseReason::RejectedPartner(
+                    StatusCode::ExcessiveTimeSkew,
+                ));
+        }
+        assert!(closed);
+        assert_eq!(s.ep.counters().skewed, 1);
+    }
+}

@@ -1,0 +1,125 @@
+//! The Maximum Client Lead Time rule (RFC 8156 §4.4) and the PARTNER-DOWN waits (§4.2.2.1,
+//! §8.4.1), as pure functions over absolute Unix seconds.
+//!
+//! The engine calls [`valid_lifetime`] whenever it sets a lifetime; the failover endpoint
+//! calls [`partner_lifetime`] when it builds a BNDUPD and [`reuse_time`] before it frees a
+//! resource in PARTNER-DOWN.
+
+use crate::lease::Lease;
+
+/// RFC 8415 §7.7: 0xffffffff means infinity.
+pub const INFINITY: u32 = u32::MAX;
+
+/// RFC 8156 §4.4 / Figure 1: the valid lifetime the engine may give a client.
+///
+/// "The fundamental requirement is that a client's lease expiration time MUST NOT be later
+/// than MCLT plus the maximum of the acknowledged partner lifetime and the current time."
+/// Outside PARTNER-DOWN: `min(desired, max(acked_partner_lifetime - now, 0) + MCLT)`.
+/// In PARTNER-DOWN (§8.4.1) there is no partner to keep in step, so `desired` is returned.
+/// `acked_partner_lifetime` is [`Lease::partner_lifetime`] (0 for a new lease).
+pub fn valid_lifetime(
+    desired: u32,
+    acked_partner_lifetime: u64,
+    now_secs: u64,
+    mclt: u32,
+    partner_down: bool,
+) -> u32 {
+    if partner_down {
+        return desired;
+    }
+    let ahead = acked_partner_lifetime.saturating_sub(now_secs);
+    let bound = ahead.saturating_add(u64::from(mclt));
+    if desired == INFINITY {
+        // An infinite lease can only be given once the partner acknowledged infinity.
+        return if acked_partner_lifetime == u64::MAX {
+            INFINITY
+        } else {
+            bound.min(u64::from(INFINITY - 1)) as u32
+        };
+    }
+    u64::from(desired).min(bound) as u32
+}
+
+/// Preferred lifetime clamped to the (possibly shortened) valid lifetime (RFC 8415 §21.6:
+/// preferred must not exceed valid).
+pub fn preferred_lifetime(desired_preferred: u32, valid: u32) -> u32 {
+    desired_preferred.min(valid)
+}
+
+/// The partner lifetime to send in a BNDUPD for a lease granted at `cltt` with `actual`
+/// seconds given to the client and `desired` configured (RFC 8156 §4.4.1 example, with the
+/// T1 fraction 1/2): `cltt + desired + actual / 2`. Any value keeps the MCLT rule (§8.8.1);
+/// this one lets the next renewal at T1 get the full desired lifetime. Absolute Unix seconds.
+pub fn partner_lifetime(cltt: u64, desired: u32, actual: u32) -> u64 {
+    if desired == INFINITY || actual == INFINITY {
+        return u64::MAX;
+    }
+    cltt.saturating_add(u64::from(desired))
+        .saturating_add(u64::from(actual / 2))
+}
+
+/// Whether a lease's end respects the MCLT rule at grant time `now` (the simulation checks
+/// this after every grant). `partner_down` grants are exempt (§8.4.1).
+pub fn respects_mclt(lease: &Lease, now_secs: u64, mclt: u32, partner_down: bool) -> bool {
+    partner_down
+        || lease.valid_lifetime == INFINITY
+        || lease.cltt + u64::from(lease.valid_lifetime)
+            <= lease.partner_lifetime.max(now_secs) + u64::from(mclt)
+}
+
+/// RFC 8156 §8.4.1 / §4.2.2.1: earliest time a server in PARTNER-DOWN may give the resource
+/// of `lease` (Expired or Released, never acknowledged by the partner) to another client:
+/// MCLT after the latest of the client's expiration time, the acknowledged partner lifetime
+/// and the PARTNER-DOWN entry time. `expires_at` of a lease learned from the partner already
+/// includes the partner lifetime the partner sent (see `binding::store`), so it covers the
+/// "most recently acknowledged to the partner" term as well.
+pub fn reuse_time(lease: &Lease, client_end: u64, partner_down_entered: u64, mclt: u32) -> u64 {
+    client_end
+        .max(lease.partner_lifetime)
+        .max(partner_down_entered)
+        .saturating_add(u64::from(mclt))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // RFC 8156 §4.4.1 example: MCLT 1 h, desired 3 d, T1 = 1/2.
+    const H: u64 = 3600;
+    const D: u32 = 3 * 24 * 3600;
+
+    #[test]
+    fn rfc_example_lifetimes() {
+        let now = 1_000_000;
+        // First Reply: nothing acknowledged yet → MCLT.
+        let first = valid_lifetime(D, 0, now, H as u32, false);
+        assert_eq!(first, 3600);
+        // BNDUPD partner lifetime = now + 1/2 h + 3 d.
+        let p = partner_lifetime(now, D, first);
+        assert_eq!(p, now + H / 2 + u64::from(D));
+        // Renew at T1 (1/2 h): min(3 d, 3 d + 1 h) = 3 d.
+        let renew = valid_lifetime(D, p, now + H / 2, H as u32, false);
+        assert_eq!(renew, D);
+        // Next partner lifetime = now' + 3 d + 1.5 d.
+        assert_eq!(
+            partner_lifetime(now + H / 2, D, renew),
+            now + H / 2 + u64::from(D) + u64::from(D / 2)
+        );
+    }
+
+    #[test]
+    fn partner_down_is_unclamped_and_infinity_needs_ack() {
+        assert_eq!(valid_lifetime(D, 0, 5, 60, true), D);
+        assert_eq!(valid_lifetime(INFINITY, 0, 5, 60, false), 60);
+        assert_eq!(valid_lifetime(INFINITY, u64::MAX, 5, 60, false), INFINITY);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn clamp_never_breaks_the_rule(desired in 0u32..u32::MAX, acked in 0u64..2_000_000, now in 0u64..2_000_000, mclt in 0u32..100_000) {
+            let v = valid_lifetime(desired, acked, now, mclt, false);
+            proptest::prop_assert!(v <= desired);
+            proptest::prop_assert!(now + u64::from(v) <= acked.max(now) + u64::from(mclt));
+        }
+    }
+}
