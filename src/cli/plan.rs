@@ -8,12 +8,14 @@ use clap::Args;
 use crate::plan::{self, calibration::Calibration, Hardware, Workload};
 
 #[derive(Debug, Args)]
-#[command(after_help = "Exit status 0 when the workload fits, 3 when it is over capacity, 1 on error.
+#[command(
+    after_help = "Exit status 0 when the workload fits, 3 when it is over capacity, 1 on error.
 
 Examples:
   tandem plan --hardware tuning/hardware/vm-2core.toml --workload tuning/workloads/small-site.toml
   tandem plan --hardware tuning/hardware/server-64core-100g.toml \\
-              --workload tuning/workloads/national-10m.toml --calibration calibration.toml --json")]
+              --workload tuning/workloads/national-10m.toml --calibration calibration.toml --json"
+)]
 pub struct PlanArgs {
     /// Hardware profile (tuning/hardware/*.toml).
     #[arg(long, value_name = "FILE")]
@@ -23,7 +25,11 @@ pub struct PlanArgs {
     pub workload: PathBuf,
     /// Calibration written by `tandem-bench calibrate` (default:
     /// tuning/calibration/vm-2core.toml, measured on the project's 2-core VM).
-    #[arg(long, value_name = "FILE", default_value = "tuning/calibration/vm-2core.toml")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "tuning/calibration/vm-2core.toml"
+    )]
     pub calibration: PathBuf,
     /// Print the plan as JSON.
     #[arg(long)]

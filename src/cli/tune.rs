@@ -8,13 +8,15 @@ use clap::Args;
 use crate::plan::{tune, Hardware};
 
 #[derive(Debug, Args)]
-#[command(after_help = "Without --apply only prints the settings, their current values and the
+#[command(
+    after_help = "Without --apply only prints the settings, their current values and the
 commands that set them. With --apply (root) writes every setting that differs and reports
 each failure; exit status 1 if any failed.
 
 Examples:
   tandem tune --hardware tuning/hardware/server-16core-25g.toml --interface ens1f0
-  sudo tandem tune --hardware tuning/hardware/server-16core-25g.toml --interface ens1f0 --apply")]
+  sudo tandem tune --hardware tuning/hardware/server-16core-25g.toml --interface ens1f0 --apply"
+)]
 pub struct TuneArgs {
     /// Hardware profile (tuning/hardware/*.toml).
     #[arg(long, value_name = "FILE")]

@@ -80,7 +80,8 @@ fn load<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
 impl Hardware {
     pub fn from_file(path: &Path) -> Result<Hardware, String> {
         let h: Hardware = load(path)?;
-        h.validate().map_err(|e| format!("{}: {e}", path.display()))?;
+        h.validate()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(h)
     }
     fn validate(&self) -> Result<(), String> {
@@ -115,7 +116,8 @@ impl Hardware {
 impl Workload {
     pub fn from_file(path: &Path) -> Result<Workload, String> {
         let w: Workload = load(path)?;
-        w.validate().map_err(|e| format!("{}: {e}", path.display()))?;
+        w.validate()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(w)
     }
     fn validate(&self) -> Result<(), String> {
@@ -224,7 +226,8 @@ pub fn plan(h: &Hardware, w: &Workload, cal: &Calibration) -> Result<Plan, Strin
          ADDR:547` against a running tandem",
     )?;
     // Rounded up, after dropping floating-point noise (1000 × 1.1² is 1210, not 1211).
-    let s = (w.subscribers as f64 * (1.0 + w.growth_per_year).powi(w.plan_years as i32) - 1e-6).ceil();
+    let s =
+        (w.subscribers as f64 * (1.0 + w.growth_per_year).powi(w.plan_years as i32) - 1e-6).ceil();
     let leases_per_sub = w.na_share + w.pd_share;
     let leases = s * leases_per_sub;
     let day = 86_400.0;
@@ -288,11 +291,26 @@ pub fn plan(h: &Hardware, w: &Workload, cal: &Calibration) -> Result<Plan, Strin
         utilization: demand / supply,
     };
     let resources = vec![
-        r("cpu (shards)", cpu_demand, f64::from(shards_available), "shards"),
+        r(
+            "cpu (shards)",
+            cpu_demand,
+            f64::from(shards_available),
+            "shards",
+        ),
         r("nic packets", avalanche_packets, nic_pps, "packets/s"),
         r("nic bandwidth", nic_bits, h.nic_gbps * 1e9, "bits/s"),
-        r("memory", memory, h.memory_gib * (1u64 << 30) as f64, "bytes"),
-        r("disk writes", disk_avalanche, h.disk_write_mbps * 1e6, "bytes/s"),
+        r(
+            "memory",
+            memory,
+            h.memory_gib * (1u64 << 30) as f64,
+            "bytes",
+        ),
+        r(
+            "disk writes",
+            disk_avalanche,
+            h.disk_write_mbps * 1e6,
+            "bytes/s",
+        ),
     ];
     let worst = resources
         .iter()
@@ -349,7 +367,10 @@ impl Plan {
     pub fn render(&self) -> String {
         let mut o = String::new();
         let mut line = |k: &str, v: String| o.push_str(&format!("{k:<30} {v}\n"));
-        line("hardware / workload", format!("{} / {}", self.hardware, self.workload));
+        line(
+            "hardware / workload",
+            format!("{} / {}", self.hardware, self.workload),
+        );
         line("calibrated on", self.calibrated_on.clone());
         line(
             "subscribers (planned)",
@@ -464,7 +485,11 @@ mod tests {
     }
     fn cal(sarr: f64) -> Calibration {
         Calibration {
-            machine: calibration::Machine { cores: 2, kernel: "k".into(), measured_at: 0 },
+            machine: calibration::Machine {
+                cores: 2,
+                kernel: "k".into(),
+                measured_at: 0,
+            },
             transport: calibration::Transport {
                 exchanges_per_sec: 1e5,
                 packets_per_sec: 2e5,
@@ -531,7 +556,9 @@ mod tests {
         let mut w = wl(10);
         w.t1_secs = 9000;
         assert!(w.validate().unwrap_err().contains("t1_secs"));
-        let err = toml::from_str::<Hardware>("name = 1").unwrap_err().to_string();
+        let err = toml::from_str::<Hardware>("name = 1")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("line 1"), "{err}");
     }
 

@@ -51,7 +51,11 @@ impl Setting {
         match &self.knob {
             Knob::File(p) => {
                 if let Ok(rest) = p.strip_prefix("/proc/sys") {
-                    format!("sysctl -w {}={}", rest.display().to_string().replace('/', "."), self.wanted)
+                    format!(
+                        "sysctl -w {}={}",
+                        rest.display().to_string().replace('/', "."),
+                        self.wanted
+                    )
                 } else {
                     format!("echo {} > {}", self.wanted, p.display())
                 }
@@ -73,7 +77,10 @@ impl Setting {
                 if out.status.success() {
                     Ok(())
                 } else {
-                    Err(format!("ethtool -L {ifname}: {}", String::from_utf8_lossy(&out.stderr).trim()))
+                    Err(format!(
+                        "ethtool -L {ifname}: {}",
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    ))
                 }
             }
         }
@@ -81,7 +88,9 @@ impl Setting {
 }
 
 fn read(p: &Path) -> Option<String> {
-    std::fs::read_to_string(p).ok().map(|s| s.trim().to_string())
+    std::fs::read_to_string(p)
+        .ok()
+        .map(|s| s.trim().to_string())
 }
 
 /// Current combined channel count from `ethtool -l` output ("Current hardware settings").
@@ -144,23 +153,56 @@ pub fn settings(hw: &Hardware, interface: Option<&str>) -> Vec<Setting> {
     let hugepages = u64::from(shards) * UMEM_BYTES_PER_SHARD / HUGEPAGE_BYTES;
     let sysctl = |name: &str| PathBuf::from(format!("/proc/sys/{}", name.replace('.', "/")));
     let sysctls: [(&str, String, &'static str); 6] = [
-        ("net.core.rmem_max", buf.to_string(), "receive buffers absorb avalanche bursts"),
-        ("net.core.wmem_max", buf.to_string(), "send buffers for reply batches"),
-        ("net.core.netdev_max_backlog", backlog.to_string(), "per-core queue before the stack"),
-        ("net.core.busy_poll", "50".into(), "busy-poll 50 µs before sleeping (latency)"),
-        ("net.core.busy_read", "50".into(), "busy-read 50 µs on blocking socket reads"),
-        ("vm.nr_hugepages", hugepages.to_string(), "AF_XDP UMEM (16 MiB per shard) on 2 MiB pages"),
+        (
+            "net.core.rmem_max",
+            buf.to_string(),
+            "receive buffers absorb avalanche bursts",
+        ),
+        (
+            "net.core.wmem_max",
+            buf.to_string(),
+            "send buffers for reply batches",
+        ),
+        (
+            "net.core.netdev_max_backlog",
+            backlog.to_string(),
+            "per-core queue before the stack",
+        ),
+        (
+            "net.core.busy_poll",
+            "50".into(),
+            "busy-poll 50 µs before sleeping (latency)",
+        ),
+        (
+            "net.core.busy_read",
+            "50".into(),
+            "busy-read 50 µs on blocking socket reads",
+        ),
+        (
+            "vm.nr_hugepages",
+            hugepages.to_string(),
+            "AF_XDP UMEM (16 MiB per shard) on 2 MiB pages",
+        ),
     ];
     for (name, wanted, why) in sysctls {
         let p = sysctl(name);
-        v.push(Setting { name: name.to_string(), current: read(&p), knob: Knob::File(p), wanted, why });
+        v.push(Setting {
+            name: name.to_string(),
+            current: read(&p),
+            knob: Knob::File(p),
+            wanted,
+            why,
+        });
     }
     v
 }
 
 /// The `tandem tune` table.
 pub fn render(settings: &[Setting]) -> String {
-    let mut o = format!("{:<36} {:>12} {:>12}  {}\n", "setting", "current", "wanted", "command");
+    let mut o = format!(
+        "{:<36} {:>12} {:>12}  {}\n",
+        "setting", "current", "wanted", "command"
+    );
     for s in settings {
         o.push_str(&format!(
             "{:<36} {:>12} {:>12}  {}{}\n",
@@ -213,7 +255,10 @@ mod tests {
         // 14 shards × 16 MiB UMEM / 2 MiB pages.
         assert_eq!(get("vm.nr_hugepages").wanted, "112");
         // 5 ms of 25 Gbit/s is 15.6 MB: the 16 MiB floor applies.
-        assert_eq!(get("net.core.rmem_max").command(), "sysctl -w net.core.rmem_max=16777216");
+        assert_eq!(
+            get("net.core.rmem_max").command(),
+            "sysctl -w net.core.rmem_max=16777216"
+        );
         assert_eq!(get("net.core.busy_poll").wanted, "50");
     }
 }

@@ -908,7 +908,11 @@ mod tests {
 
     impl TestServer {
         fn new(grant: bool) -> Self {
-            TestServer { grant, seen: Vec::new(), renew_addrs: Vec::new() }
+            TestServer {
+                grant,
+                seen: Vec::new(),
+                renew_addrs: Vec::new(),
+            }
         }
 
         fn respond(&mut self, req: &[u8]) -> Option<Vec<u8>> {
@@ -946,8 +950,11 @@ mod tests {
             }
             let client = client?;
             let n = packet::subscriber_of(1, &client)?;
-            let reply_type =
-                if t == msg::SOLICIT && !rapid { msg::ADVERTISE } else { msg::REPLY };
+            let reply_type = if t == msg::SOLICIT && !rapid {
+                msg::ADVERTISE
+            } else {
+                msg::REPLY
+            };
             let mut r = vec![reply_type, req[1], req[2], req[3]];
             let mut put = |code: u16, body: &[u8]| {
                 r.extend_from_slice(&code.to_be_bytes());
@@ -995,7 +1002,10 @@ mod tests {
             rate: None,
             window: 16,
             duration_us: 200_000,
-            path: Path::Relayed { link_base: "2001:db8:2::".parse().unwrap(), relays: 4 },
+            path: Path::Relayed {
+                link_base: "2001:db8:2::".parse().unwrap(),
+                relays: 4,
+            },
             pd: true,
             seed: 1,
             retransmit: false,
@@ -1032,7 +1042,11 @@ mod tests {
 
     #[test]
     fn subscriber_state_fits_the_memory_budget() {
-        assert!(Driver::bytes_per_subscriber() <= 64, "{}", Driver::bytes_per_subscriber());
+        assert!(
+            Driver::bytes_per_subscriber() <= 64,
+            "{}",
+            Driver::bytes_per_subscriber()
+        );
     }
 
     #[test]
@@ -1045,7 +1059,10 @@ mod tests {
         // Closed loop: never more than `window` transactions out.
         assert!(d.series.iter().all(|x| x.outstanding <= 16));
         assert_eq!(c.transactions, 2 * c.completed);
-        assert_eq!((c.drops, c.unexpected, c.no_addrs_avail, c.empty_replies), (0, 0, 0, 0));
+        assert_eq!(
+            (c.drops, c.unexpected, c.no_addrs_avail, c.empty_replies),
+            (0, 0, 0, 0)
+        );
         assert_eq!(d.latency.len(), c.completed);
         assert!(srv.seen.contains(&msg::REQUEST));
     }
@@ -1139,7 +1156,12 @@ mod tests {
         let mut d = Driver::new(params(Scenario::Mixed, 2000));
         let mut srv = TestServer::new(true);
         drive(&mut d, &mut srv, |_| true);
-        for t in [msg::RENEW, msg::REBIND, msg::RELEASE, msg::INFORMATION_REQUEST] {
+        for t in [
+            msg::RENEW,
+            msg::REBIND,
+            msg::RELEASE,
+            msg::INFORMATION_REQUEST,
+        ] {
             assert!(srv.seen.contains(&t), "message type {t} never sent");
         }
         assert_eq!(d.counters.drops, 0);
@@ -1151,7 +1173,10 @@ mod tests {
         drive(&mut d, &mut TestServer::new(false), |_| true);
         let c = &d.counters;
         assert_eq!(c.completed, 0);
-        assert!(c.no_addrs_avail > 0 && c.no_prefix_avail == c.no_addrs_avail, "{c:?}");
+        assert!(
+            c.no_addrs_avail > 0 && c.no_prefix_avail == c.no_addrs_avail,
+            "{c:?}"
+        );
         assert!(d.subs.iter().all(|s| s.stable_state() == IDLE));
     }
 
