@@ -489,6 +489,11 @@ impl ShardTable {
         }
     }
 
+    /// Waits for a running background compaction to finish (clean shutdown, tests).
+    pub fn finish_compaction(&mut self) {
+        self.poll_compaction(true);
+    }
+
     /// Runs a compaction to completion now (tooling, tests, clean shutdown).
     pub fn compact_now(&mut self) -> Result<(), TableError> {
         self.poll_compaction(true);
