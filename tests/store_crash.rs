@@ -64,7 +64,10 @@ fn lease(rng: &mut Rng, now: u64) -> Lease {
     duid[duid_len - 2..].copy_from_slice(&client.to_be_bytes());
     let pd = i % 3 == 0;
     let resource = if pd {
-        Resource::prefix(Ipv6Addr::from(0x2001_0db8_8000_u128 << 80 | u128::from(i) << 72), 56)
+        Resource::prefix(
+            Ipv6Addr::from(0x2001_0db8_8000_u128 << 80 | u128::from(i) << 72),
+            56,
+        )
     } else {
         Resource::address(Ipv6Addr::from(0x2001_0db8_0001_u128 << 80 | u128::from(i)))
     };

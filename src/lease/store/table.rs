@@ -330,8 +330,7 @@ impl ShardTable {
                     return Ok(());
                 }
                 self.stats.refused_full += 1;
-                if e.raw_os_error() == Some(libc::ENOSPC) || e.raw_os_error() == Some(libc::EDQUOT)
-                {
+                if super::wal::is_no_space(&e) {
                     Err(TableError::Full)
                 } else {
                     Err(TableError::Io)
