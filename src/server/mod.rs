@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use crate::config::io::{Backend, IoSection};
 use crate::config::{Config, ConfigError, LocalInterface};
+use crate::engine::{Engine, ShardId};
 use crate::io::sys::{self, Interface};
 use crate::io::uring::{UringIo, UringOptions};
 use crate::lease::memory::MemoryTable;
@@ -247,18 +248,24 @@ pub fn serve(opts: &ServeOptions) -> Result<Vec<ShardReport>, ServeError> {
     tracing::warn!("leases are kept in memory only: the durable store is not part of this build");
     if opts.null_reflector {
         tracing::warn!("null reflector mode: echoing datagrams, not serving DHCPv6");
-        return run_shards(&p, |_, _| Ok(Reflector::default()));
+        return run_shards(&p, |_, _, _| Ok(Reflector::default()));
     }
     run_shards(&p, engine_service)
 }
 
-/// Builds shard `index`'s DHCPv6 service.
-fn engine_service(p: &ServeContext, index: usize) -> Result<Reflector, ServeError> {
-    let _ = (p, index);
-    Err(ServeError::Shard {
-        index,
-        message: "the DHCPv6 engine is not part of this build yet".into(),
-    })
+/// Builds shard `index`'s DHCPv6 engine over its freshly built table.
+fn engine_service(ctx: &ServeContext, index: usize, table: &Table) -> Result<Engine, ServeError> {
+    let mut engine = Engine::new(
+        ctx.config.clone(),
+        ctx.server_duid,
+        ShardId {
+            index,
+            count: ctx.shards,
+        },
+    );
+    // Rebuild the allocators' view (taken addresses, prefix bitmaps) from the table.
+    engine.load(table);
+    Ok(engine)
 }
 
 /// What a shard thread needs to build its service.
@@ -272,7 +279,7 @@ pub struct ServeContext {
 pub fn run_shards<S, F>(p: &Prepared, make_service: F) -> Result<Vec<ShardReport>, ServeError>
 where
     S: Service,
-    F: Fn(&ServeContext, usize) -> Result<S, ServeError> + Send + Sync + 'static,
+    F: Fn(&ServeContext, usize, &Table) -> Result<S, ServeError> + Send + Sync + 'static,
 {
     let io = &p.config.io;
     let (links, wakers) = shard::mesh(p.shards, io.handoff_queue)
@@ -336,7 +343,7 @@ where
                     })?;
                     let table = build_table(&ctx.config, &data_dir, index, ctx.shards)
                         .map_err(|e| e.to_string())?;
-                    let service = make_service(&ctx, index).map_err(|e| e.to_string())?;
+                    let service = make_service(&ctx, index, &table).map_err(|e| e.to_string())?;
                     Shard::new(socket, table, service, links, stop.clone(), opts)
                         .map_err(|e| format!("starting the shard loop: {e}"))
                 })();

@@ -302,8 +302,9 @@ fn run_answers_until_stopped_and_reports() {
     let t = std::thread::spawn(move || shard.run());
     let c = client();
     c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    c.send_to(b"ping", addr).unwrap();
-    assert_eq!(recv(&c).map(|r| r.0), Some(b"ping".to_vec()));
+    // A Request (type 3, transaction id 1 2 3) comes back as a Reply.
+    c.send_to(&[3, 1, 2, 3], addr).unwrap();
+    assert_eq!(recv(&c).map(|r| r.0), Some(vec![7, 1, 2, 3]));
     let start = Instant::now();
     stop.store(true, Ordering::SeqCst);
     wakers[0].wake();
