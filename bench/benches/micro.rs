@@ -1,6 +1,7 @@
 //! Criterion micro-benchmarks: one group per module, each module adds its own function
-//! (defined in bench/src/micro/<module>.rs) to the list below.
+//! under bench/src/micro/ and one name below.
 use criterion::{criterion_group, criterion_main};
+use tandem_bench::micro;
 
-criterion_group!(benches, tandem_bench::micro::wire::benchmarks);
+criterion_group!(benches, micro::engine::benchmarks, micro::wire::benchmarks);
 criterion_main!(benches);
