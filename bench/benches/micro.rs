@@ -1,7 +1,7 @@
-//! Criterion micro-benchmarks: one group per module, each module adds its own function.
-use criterion::{criterion_group, criterion_main, Criterion};
+//! Criterion micro-benchmarks: one group per module, each module adds its own function
+//! under bench/src/micro/ and one name below.
+use criterion::{criterion_group, criterion_main};
+use tandem_bench::micro;
 
-fn placeholder(_c: &mut Criterion) {}
-
-criterion_group!(benches, placeholder);
+criterion_group!(benches, micro::engine::benchmarks);
 criterion_main!(benches);

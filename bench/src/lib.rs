@@ -1,4 +1,5 @@
 //! tandem's bench rig: the `tandem-bench` load generator ([`rig`]) and shared helpers for the
 //! criterion micro-benchmarks in `benches/`.
 
+pub mod micro;
 pub mod rig;

@@ -9,6 +9,7 @@ use super::{
 };
 use crate::alloc::allocate_na;
 use crate::config::Subnet;
+use crate::failover::Role;
 use crate::lease::{BindingState, IaType, Lease, LeaseTable, Resource, TableError};
 use crate::wire::{StatusCode, INFINITY};
 
@@ -223,6 +224,16 @@ impl Engine {
         mode: Mode,
         now: u64,
     ) -> Result<(), DropReason> {
+        if self.scope.mclt_applies() {
+            // RFC 8156 §4.4: never promise a client more than MCLT past what the partner
+            // has acknowledged.
+            let valid =
+                self.scope
+                    .valid_lifetime(lease.valid_lifetime, lease.partner_lifetime, now);
+            lease.valid_lifetime = valid;
+            lease.preferred_lifetime =
+                crate::failover::mclt::preferred_lifetime(lease.preferred_lifetime, valid);
+        }
         if mode != Mode::Advertise {
             lease.cltt = now;
             lease.state = BindingState::Active;
@@ -340,6 +351,11 @@ impl Engine {
             self.push_status(ia, first, StatusCode::NoBinding);
             return Ok(());
         }
+        if !self.allow_new {
+            // RFC 8156 §8.7.1 (RECOVER-DONE): existing leases only.
+            self.push_status(ia, first, StatusCode::NoAddrsAvail);
+            return Ok(());
+        }
         let chosen = reserved
             .filter(|r| self.free_for(table, Resource::address(*r), client, &ia, now))
             .or_else(|| {
@@ -364,7 +380,9 @@ impl Engine {
                             && self.free_for(tbl, Resource::address(a), client, &ia, now)
                     })
                 })
-            });
+            })
+            // RFC 8156 §4.2.1: the failover state decides whether new addresses are given.
+            .filter(|a| Some(*a) == reserved || self.scope.may_allocate_address(*a));
         match chosen {
             Some(a) => {
                 let lease = self.new_lease(client, &ia, link, Resource::address(a), now);
@@ -392,9 +410,19 @@ impl Engine {
         let s = link.index as usize;
         let reservations = &self.reservations;
         let foreign = &self.foreign;
+        let scope = self.scope;
+        let backup = &self.backup_prefixes;
         let maps = self.prefixes.get_mut(s)?;
         let usable = |p: Ipv6Addr, len: u8| {
-            !reservations.is_reserved_prefix(p, len)
+            let r = Resource::prefix(p, len);
+            // RFC 8156 §4.2.2: FREE prefixes are the primary's, FREE-BACKUP the secondary's.
+            let owner = if backup.contains(&r) {
+                Role::Secondary
+            } else {
+                Role::Primary
+            };
+            scope.may_allocate_prefix(owner, now)
+                && !reservations.is_reserved_prefix(p, len)
                 && !foreign.contains(&Resource::prefix(p, len))
                 && table
                     .by_resource(&Resource::prefix(p, len))
@@ -510,6 +538,10 @@ impl Engine {
         }
         if missing == Missing::NoBinding && !leases.iter().any(|l| l.is_bound_at(now)) {
             self.push_status(ia, first, StatusCode::NoBinding);
+            return Ok(());
+        }
+        if !self.allow_new {
+            self.push_status(ia, first, StatusCode::NoPrefixAvail);
             return Ok(());
         }
         let chosen = match reserved {

@@ -41,11 +41,14 @@ pub enum DropReason {
     StoreFailed,
     /// The reply could not be encoded (an option over 65535 octets).
     ReplyTooLarge,
+    /// The failover endpoint state says not to answer (RFC 8156 §8: unresponsive, or renew
+    /// responsive and the message is not directed to this server).
+    Policy,
 }
 
 impl DropReason {
     /// Number of distinct counters.
-    pub const COUNT: usize = ErrorKind::COUNT + 14;
+    pub const COUNT: usize = ErrorKind::COUNT + 15;
 
     /// Counter slot of this reason.
     pub fn index(self) -> usize {
@@ -66,6 +69,7 @@ impl DropReason {
             DropReason::NothingToSay => k + 11,
             DropReason::StoreFailed => k + 12,
             DropReason::ReplyTooLarge => k + 13,
+            DropReason::Policy => k + 14,
         }
     }
 
@@ -89,6 +93,7 @@ impl DropReason {
                 DropReason::NothingToSay,
                 DropReason::StoreFailed,
                 DropReason::ReplyTooLarge,
+                DropReason::Policy,
             ])
     }
 
@@ -110,6 +115,7 @@ impl DropReason {
             DropReason::NothingToSay => "nothing_to_say",
             DropReason::StoreFailed => "store_failed",
             DropReason::ReplyTooLarge => "reply_too_large",
+            DropReason::Policy => "policy",
         }
     }
 

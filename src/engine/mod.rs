@@ -27,6 +27,7 @@ use hashbrown::HashSet;
 
 use crate::alloc::{duid_link_layer, ClientKeys, Ownership, Partition, PrefixBitmap, Reservations};
 use crate::config::{Config, Subnet};
+use crate::failover::{Answer, ClientMessage, Role, ServiceScope};
 use crate::lease::{shard_of_duid, BindingState, Duid, IaType, Lease, LeaseTable, Resource};
 use crate::time::Timestamp;
 use crate::wire::{
@@ -303,6 +304,12 @@ pub struct Engine {
     foreign_expiry: Vec<(u64, Resource)>,
     counters: Counters,
     scratch: Scratch,
+    /// What the failover endpoint state allows ([`Engine::set_scope`]).
+    scope: ServiceScope,
+    /// Free prefixes the secondary owns (FREE-BACKUP, RFC 8156 §4.2.2).
+    backup_prefixes: HashSet<Resource>,
+    /// Whether the message being handled may create new leases (RFC 8156 §8.7.1).
+    allow_new: bool,
 }
 
 impl Engine {
@@ -320,6 +327,9 @@ impl Engine {
             foreign_expiry: Vec::new(),
             counters: Counters::default(),
             scratch: Scratch::default(),
+            scope: ServiceScope::standalone(),
+            backup_prefixes: HashSet::new(),
+            allow_new: true,
         };
         engine.rebuild_bitmaps();
         engine
@@ -362,10 +372,37 @@ impl Engine {
         })
     }
 
-    /// Switches the failover address half (RFC 8156 §4.2.1): the failover core calls this
-    /// when a relationship is configured (primary: [`Ownership::Odd`]).
-    pub fn set_ownership(&mut self, ownership: Ownership) {
+    /// What the failover endpoint state allows (RFC 8156 §8): which messages to answer,
+    /// which address half to allocate from (§4.2.1: primary bit 127 = 1), whether new
+    /// leases may be made, and the MCLT clamp on lifetimes (§4.4). The control core hands
+    /// every shard a copy whenever the endpoint state changes; without failover the engine
+    /// runs with [`ServiceScope::standalone`].
+    pub fn set_scope(&mut self, scope: ServiceScope) {
+        let ownership = match scope.role {
+            None => Ownership::Any,
+            Some(Role::Primary) => Ownership::Odd,
+            Some(Role::Secondary) => Ownership::Even,
+        };
+        self.scope = scope;
         self.partition = Partition::new(self.shard.index, self.shard.count, ownership);
+    }
+
+    pub fn scope(&self) -> &ServiceScope {
+        &self.scope
+    }
+
+    /// Records which partner a free delegable prefix belongs to (RFC 8156 §4.2.2: FREE is
+    /// the primary's, FREE-BACKUP the secondary's); the control core calls this when the
+    /// split changes. Prefixes never named belong to the primary.
+    pub fn set_prefix_owner(&mut self, prefix: Resource, owner: Role) {
+        match owner {
+            Role::Secondary => {
+                self.backup_prefixes.insert(prefix);
+            }
+            Role::Primary => {
+                self.backup_prefixes.remove(&prefix);
+            }
+        }
     }
 
     pub fn shard(&self) -> ShardId {
@@ -577,6 +614,13 @@ impl Engine {
             }
         }
 
+        // RFC 8156 §8: the failover endpoint state decides whether this server answers.
+        let to_us = req.server_id == Some(ours);
+        match self.scope.may_answer(client_message(msg_type), to_us) {
+            Answer::Serve => self.allow_new = true,
+            Answer::ServeExistingOnly => self.allow_new = false,
+            Answer::Ignore => return Err(DropReason::Policy),
+        }
         let config = self.config.clone();
         let link = select_link(&config, &relayed, rx);
         let duid = req.client_id.and_then(Duid::new);
@@ -936,6 +980,19 @@ impl Engine {
             let flags = 0x04 | if client_s != 0 { 0x02 } else { 0 };
             w.client_fqdn_wire(flags, &fqdn[1..]);
         }
+    }
+}
+
+fn client_message(t: MessageType) -> ClientMessage {
+    match t {
+        MessageType::Solicit => ClientMessage::Solicit,
+        MessageType::Request => ClientMessage::Request,
+        MessageType::Confirm => ClientMessage::Confirm,
+        MessageType::Renew => ClientMessage::Renew,
+        MessageType::Rebind => ClientMessage::Rebind,
+        MessageType::Release => ClientMessage::Release,
+        MessageType::Decline => ClientMessage::Decline,
+        _ => ClientMessage::InformationRequest,
     }
 }
 

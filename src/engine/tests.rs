@@ -974,3 +974,74 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn failover_scope_governs_answers_halves_and_lifetimes() {
+    use crate::failover::{Role, ServerState, ServiceScope};
+    let scope = |role, state| ServiceScope {
+        role: Some(role),
+        state,
+        mclt: 300,
+        partner_down_since: 0,
+    };
+    let mut e = engine();
+    let mut t = MemoryTable::new();
+    e.set_scope(scope(Role::Primary, ServerState::Normal));
+    let req = msg(MessageType::Request, &duid(80), Some(&sid()), |w| {
+        ia_na(w, 1, &[]);
+        ia_pd(w, 2, &[]);
+    });
+    let r = run(&mut e, &mut t, &multicast(), &req, at(0));
+    let (_, _, addrs, _) = r.ia_na(1);
+    assert_eq!(
+        u128::from(addrs[0].0) & 1,
+        1,
+        "primary allocates bit 127 = 1"
+    );
+    assert_eq!(
+        (addrs[0].1, addrs[0].2),
+        (300, 300),
+        "MCLT caps an unacknowledged lease"
+    );
+    assert_eq!(r.ia_pd(2).2[0].2, 300);
+
+    // The secondary in NORMAL is renew responsive: no Solicit, and no FREE prefixes.
+    e.set_scope(scope(Role::Secondary, ServerState::Normal));
+    let sol = msg(MessageType::Solicit, &duid(81), None, |w| ia_na(w, 1, &[]));
+    assert_eq!(
+        run(&mut e, &mut t, &multicast(), &sol, at(1)).dropped(),
+        Some(DropReason::Policy)
+    );
+    let req = msg(MessageType::Request, &duid(81), Some(&sid()), |w| {
+        ia_na(w, 1, &[]);
+        ia_pd(w, 2, &[]);
+    });
+    let r = run(&mut e, &mut t, &multicast(), &req, at(1));
+    assert_eq!(
+        u128::from(r.ia_na(1).2[0].0) & 1,
+        0,
+        "secondary allocates bit 127 = 0"
+    );
+    assert_eq!(r.ia_pd(2).3, Some(StatusCode::NoPrefixAvail));
+    // Given a FREE-BACKUP prefix, the secondary can delegate it.
+    let p = Resource::prefix("2001:db8:100:7700::".parse().unwrap(), 56);
+    e.set_prefix_owner(p, Role::Secondary);
+    let r = run(&mut e, &mut t, &multicast(), &req, at(2));
+    assert_eq!(r.ia_pd(2).2[0].0, p.addr);
+
+    // RECOVER-DONE: existing leases are extended, nothing new is made.
+    e.set_scope(scope(Role::Secondary, ServerState::RecoverDone));
+    let other = msg(MessageType::Request, &duid(82), Some(&sid()), |w| {
+        ia_na(w, 1, &[])
+    });
+    assert_eq!(
+        run(&mut e, &mut t, &multicast(), &other, at(3)).ia_na(1).3,
+        Some(StatusCode::NoAddrsAvail)
+    );
+    // STARTUP: unresponsive.
+    e.set_scope(scope(Role::Primary, ServerState::Startup));
+    assert_eq!(
+        run(&mut e, &mut t, &multicast(), &req, at(4)).dropped(),
+        Some(DropReason::Policy)
+    );
+}

@@ -10,6 +10,8 @@
 //! * the durable store (mmapped rkyv snapshot + delta + io_uring WAL), same trait.
 
 pub mod memory;
+pub mod mmap;
+pub mod store;
 
 use std::fmt;
 use std::net::Ipv6Addr;

@@ -16,7 +16,8 @@
 
 pub mod duid;
 
-use std::path::{Path, PathBuf};
+use std::net::{Ipv6Addr, SocketAddrV6};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
@@ -24,10 +25,12 @@ use std::time::Duration;
 
 use crate::config::io::{Backend, IoSection};
 use crate::config::{Config, ConfigError, LocalInterface};
+use crate::engine::{Engine, ShardId};
 use crate::io::sys::{self, Interface};
 use crate::io::uring::{UringIo, UringOptions};
-use crate::lease::memory::MemoryTable;
-use crate::lease::Duid;
+use crate::io::PacketIo;
+use crate::lease::store::{self as lease_store, ShardTable, Store};
+use crate::lease::{Duid, Lease};
 use crate::shard::{self, Reflector, Service, Shard, ShardOptions, ShardReport};
 use crate::time::Timestamp;
 
@@ -73,6 +76,8 @@ pub enum ServeError {
     BackendUnavailable(Backend),
     #[error("shard {index}: {message}")]
     Shard { index: usize, message: String },
+    #[error("lease store: {0}")]
+    Store(#[from] lease_store::StoreError),
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServeError {
@@ -80,18 +85,31 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServeError 
     move |source| ServeError::Io { what, source }
 }
 
-/// Which table each shard keeps its leases in. The single place where the store is chosen:
-/// swapping in the durable store (from `[store]`) is a change here only.
-pub type Table = MemoryTable;
+/// Which table each shard keeps its leases in: the durable store (`[store]`), which also
+/// serves durability `memory` without touching the disk.
+pub type Table = ShardTable;
 
-/// Builds shard `index`'s lease table.
-pub fn build_table(
-    _config: &Config,
-    _data_dir: &Path,
-    _index: usize,
-    _count: usize,
-) -> Result<Table, ServeError> {
-    Ok(MemoryTable::new())
+/// Opens the lease store for all shards at once (it locks the data directory, and re-homes
+/// leases when the shard count changed), and finds each shard's foreign resources: those in
+/// its allocation partition held by another shard's client (SEAMS.md, "Ownership").
+pub fn open_tables(p: &Prepared) -> Result<(Vec<Table>, Vec<Vec<Lease>>), ServeError> {
+    let mut section = p.config.store.clone();
+    section.data_dir = p.data_dir.clone();
+    let store = Store::open(&section, p.shards)?;
+    let r = &store.report;
+    tracing::info!(
+        durability = section.durability.as_str(),
+        leases = r.leases,
+        generation = r.generation,
+        wal_batches_replayed = r.wal_batches_replayed,
+        rehomed_from = ?r.rehomed_from,
+        "lease store open"
+    );
+    let foreign = lease_store::foreign_resources(
+        &store.tables,
+        &lease_store::partition_of(&p.config, p.shards),
+    );
+    Ok((store.tables, foreign))
 }
 
 /// Converts discovered interfaces to the configuration's view of them.
@@ -132,10 +150,13 @@ pub fn prepare(opts: &ServeOptions) -> Result<Prepared, ServeError> {
         Some(p) => Some(Config::from_file(p)?),
         None => None,
     };
-    let data_dir = opts
-        .data_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    // --data-dir, else `[store] data_dir` of the file, else ./tandem-data.
+    let data_dir = opts.data_dir.clone().unwrap_or_else(|| {
+        file_config
+            .as_ref()
+            .map(|c| c.store.data_dir.clone())
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
+    });
     std::fs::create_dir_all(&data_dir).map_err(|source| ServeError::DataDir {
         path: data_dir.clone(),
         source,
@@ -244,21 +265,46 @@ pub fn serve(opts: &ServeOptions) -> Result<Vec<ShardReport>, ServeError> {
     for s in &p.config.subnets {
         tracing::info!(subnet = %s.prefix, interfaces = ?s.interfaces, "serving");
     }
-    tracing::warn!("leases are kept in memory only: the durable store is not part of this build");
     if opts.null_reflector {
         tracing::warn!("null reflector mode: echoing datagrams, not serving DHCPv6");
-        return run_shards(&p, |_, _| Ok(Reflector::default()));
+        return run_shards(&p, uring_io, |_, _, _| Ok(Reflector::default()));
     }
-    run_shards(&p, engine_service)
+    run_shards(&p, uring_io, engine_service)
 }
 
-/// Builds shard `index`'s DHCPv6 service.
-fn engine_service(p: &ServeContext, index: usize) -> Result<Reflector, ServeError> {
-    let _ = (p, index);
-    Err(ServeError::Shard {
-        index,
-        message: "the DHCPv6 engine is not part of this build yet".into(),
-    })
+/// Builds shard `index`'s io_uring socket on `[::]:<port>`.
+pub fn uring_io(ctx: &ServeContext, index: usize) -> Result<UringIo, String> {
+    let io = &ctx.config.io;
+    let mut uring = UringOptions::new(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, io.port, 0, 0));
+    uring.socket.recv_buffer = io.socket_recv_buffer;
+    uring.rx_batch = io.rx_batch;
+    uring.rx_buffers = io.rx_buffers;
+    uring.rx_buffer_size = io.rx_buffer_size;
+    uring.tx_slots = io.tx_slots;
+    // Only shard 0 receives multicast (see io::uring on SO_REUSEPORT and multicast); the
+    // shard loop hands each request to its owner.
+    if index == 0 {
+        uring.join_multicast = ctx.multicast.iter().map(|(i, _)| *i).collect();
+    }
+    UringIo::new(&uring).map_err(|e| format!("io_uring socket on [::]:{}: {e}", io.port))
+}
+
+/// Builds shard `index`'s DHCPv6 engine over its freshly built table.
+fn engine_service(ctx: &ServeContext, index: usize, table: &Table) -> Result<Engine, ServeError> {
+    let mut engine = Engine::new(
+        ctx.config.clone(),
+        ctx.server_duid,
+        ShardId {
+            index,
+            count: ctx.shards,
+        },
+    );
+    // Rebuild the allocators' view (taken addresses, prefix bitmaps) from the table.
+    engine.load(table);
+    if let Some(foreign) = ctx.foreign.get(index) {
+        engine.mark_foreign(foreign);
+    }
+    Ok(engine)
 }
 
 /// What a shard thread needs to build its service.
@@ -266,13 +312,27 @@ pub struct ServeContext {
     pub config: Arc<Config>,
     pub server_duid: Duid,
     pub shards: usize,
+    /// Interfaces (index, name) where direct clients are (multicast groups joined).
+    pub multicast: Vec<(u32, String)>,
+    /// Per shard: leases of other shards' clients on resources of its partition.
+    pub foreign: Vec<Vec<Lease>>,
 }
 
 /// Spawns the shards, waits for a termination signal, stops them and collects reports.
-pub fn run_shards<S, F>(p: &Prepared, make_service: F) -> Result<Vec<ShardReport>, ServeError>
+///
+/// Each shard thread builds its own backend (`make_io`), table ([`build_table`]) and service
+/// (`make_service`) after pinning itself, so every backend (io_uring, AF_XDP) and service
+/// (engine, null reflector) runs through this same path.
+pub fn run_shards<P, S, FI, FS>(
+    p: &Prepared,
+    make_io: FI,
+    make_service: FS,
+) -> Result<Vec<ShardReport>, ServeError>
 where
+    P: PacketIo,
     S: Service,
-    F: Fn(&ServeContext, usize) -> Result<S, ServeError> + Send + Sync + 'static,
+    FI: Fn(&ServeContext, usize) -> Result<P, String> + Send + Sync + 'static,
+    FS: Fn(&ServeContext, usize, &Table) -> Result<S, ServeError> + Send + Sync + 'static,
 {
     let io = &p.config.io;
     let (links, wakers) = shard::mesh(p.shards, io.handoff_queue)
@@ -283,12 +343,17 @@ where
     } else {
         Vec::new()
     };
+    let (tables, foreign) = open_tables(p)?;
+    let mut tables = tables.into_iter();
     let ctx = Arc::new(ServeContext {
         config: p.config.clone(),
         server_duid: p.server_duid,
         shards: p.shards,
+        multicast: p.multicast.clone(),
+        foreign,
     });
     let make_service = Arc::new(make_service);
+    let make_io = Arc::new(make_io);
     let shard_opts = ShardOptions {
         log_interval: match io.counters_interval {
             0 => Duration::from_secs(u64::from(u32::MAX)),
@@ -300,27 +365,13 @@ where
     let mut handles: Vec<JoinHandle<Result<ShardReport, String>>> = Vec::new();
     for links in links {
         let index = links.index();
-        let mut uring = UringOptions::new(std::net::SocketAddrV6::new(
-            std::net::Ipv6Addr::UNSPECIFIED,
-            io.port,
-            0,
-            0,
-        ));
-        uring.socket.recv_buffer = io.socket_recv_buffer;
-        uring.rx_batch = io.rx_batch;
-        uring.rx_buffers = io.rx_buffers;
-        uring.rx_buffer_size = io.rx_buffer_size;
-        uring.tx_slots = io.tx_slots;
-        // Only shard 0 receives multicast (see io::uring on SO_REUSEPORT and multicast).
-        if index == 0 {
-            uring.join_multicast = p.multicast.iter().map(|(i, _)| *i).collect();
-        }
         let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
         let ctx = ctx.clone();
         let make_service = make_service.clone();
+        let make_io = make_io.clone();
         let stop = stop.clone();
         let ready = ready_tx.clone();
-        let data_dir = p.data_dir.clone();
+        let table = tables.next();
         let opts = shard_opts.clone();
         let handle = std::thread::Builder::new()
             .name(format!("tandem-shard-{index}"))
@@ -331,12 +382,9 @@ where
                     }
                 }
                 let built = (|| {
-                    let socket = UringIo::new(&uring).map_err(|e| {
-                        format!("io_uring socket on [::]:{}: {e}", uring.socket.bind.port())
-                    })?;
-                    let table = build_table(&ctx.config, &data_dir, index, ctx.shards)
-                        .map_err(|e| e.to_string())?;
-                    let service = make_service(&ctx, index).map_err(|e| e.to_string())?;
+                    let socket = make_io(&ctx, index)?;
+                    let table = table.ok_or("no lease table for this shard")?;
+                    let service = make_service(&ctx, index, &table).map_err(|e| e.to_string())?;
                     Shard::new(socket, table, service, links, stop.clone(), opts)
                         .map_err(|e| format!("starting the shard loop: {e}"))
                 })();

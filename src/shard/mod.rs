@@ -19,6 +19,7 @@
 //! The loop is generic over the backend, the table and the service (static dispatch on the
 //! hot path) and contains nothing socket-specific, so every backend plugs in unchanged.
 
+mod engine;
 pub mod reflect;
 
 pub use reflect::Reflector;

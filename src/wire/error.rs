@@ -38,6 +38,11 @@ pub enum Error {
     UnexpectedMessageType { msg_type: u8 },
     /// Emitting: an option body would not fit the 16-bit length field.
     OptionTooLong { code: u16 },
+    /// Options nested deeper than any DHCPv6 message needs (owned [`Repr`] parsing only;
+    /// the views never recurse).
+    ///
+    /// [`Repr`]: super::repr::Repr
+    NestingTooDeep { code: u16 },
 }
 
 /// [`Error`] without its location: one counter per variant.
@@ -55,11 +60,12 @@ pub enum ErrorKind {
     RelayTooDeep,
     UnexpectedMessageType,
     OptionTooLong,
+    NestingTooDeep,
 }
 
 impl ErrorKind {
     /// Number of kinds: the size of a counter array indexed by [`ErrorKind::index`].
-    pub const COUNT: usize = 11;
+    pub const COUNT: usize = 12;
 
     /// Every kind, in index order.
     pub const ALL: [ErrorKind; ErrorKind::COUNT] = [
@@ -74,6 +80,7 @@ impl ErrorKind {
         ErrorKind::RelayTooDeep,
         ErrorKind::UnexpectedMessageType,
         ErrorKind::OptionTooLong,
+        ErrorKind::NestingTooDeep,
     ];
 
     pub fn index(self) -> usize {
@@ -94,6 +101,7 @@ impl ErrorKind {
             ErrorKind::RelayTooDeep => "relay_too_deep",
             ErrorKind::UnexpectedMessageType => "unexpected_message_type",
             ErrorKind::OptionTooLong => "option_too_long",
+            ErrorKind::NestingTooDeep => "nesting_too_deep",
         }
     }
 }
@@ -112,6 +120,7 @@ impl Error {
             Error::RelayTooDeep => ErrorKind::RelayTooDeep,
             Error::UnexpectedMessageType { .. } => ErrorKind::UnexpectedMessageType,
             Error::OptionTooLong { .. } => ErrorKind::OptionTooLong,
+            Error::NestingTooDeep { .. } => ErrorKind::NestingTooDeep,
         }
     }
 
@@ -124,7 +133,8 @@ impl Error {
             | Error::BadDuid { code }
             | Error::BadDomainName { code }
             | Error::MissingOption { code }
-            | Error::OptionTooLong { code } => Some(code),
+            | Error::OptionTooLong { code }
+            | Error::NestingTooDeep { code } => Some(code),
             _ => None,
         }
     }
@@ -174,6 +184,9 @@ impl fmt::Display for Error {
             }
             Error::OptionTooLong { code } => {
                 write!(f, "{} would exceed 65535 octets", OptionLabel(code))
+            }
+            Error::NestingTooDeep { code } => {
+                write!(f, "{} is nested too deeply", OptionLabel(code))
             }
         }
     }

@@ -26,6 +26,7 @@ pub mod failover;
 mod message;
 mod options;
 mod relay;
+pub mod repr;
 
 pub use builder::{Mark, Writer};
 pub use codes::*;
@@ -38,3 +39,4 @@ pub use options::{
     RawOption, StatusView,
 };
 pub use relay::{client_id, parse_relayed, RelayLayer, Relayed, MAX_RELAY_DEPTH};
+pub use repr::{OptionRepr, Repr};

@@ -1,0 +1,4 @@
+//! Criterion micro-benchmarks, one module per tandem module; `benches/micro.rs` calls each
+//! module's `benchmarks(c)`.
+
+pub mod engine;

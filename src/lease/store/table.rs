@@ -1,0 +1,784 @@
+//! One shard's durable lease table: snapshot (mapped) + frozen delta (being compacted) +
+//! active delta (hashbrown), with every change appended to the WAL and group-committed.
+
+use std::collections::BTreeSet;
+use std::io;
+use std::ops::Bound;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use hashbrown::HashMap;
+
+use super::record::{self, Record};
+use super::snapshot::{self, Builder, SnapMeta, Snapshot};
+use super::wal::WalWriter;
+use super::DirLock;
+use crate::config::store::Durability;
+use crate::lease::{BindingState, CommitId, Duid, IaType, Lease, LeaseTable, Resource, TableError};
+
+/// Changes over the layers below, with the indexes lookups need.
+#[derive(Default)]
+pub(super) struct Delta {
+    /// `None` is a tombstone: the resource was removed although a lower layer holds it.
+    map: HashMap<Resource, Option<Lease>>,
+    by_client: HashMap<Duid, Vec<Resource>>,
+    expiry: BTreeSet<(u64, Resource)>,
+}
+
+impl Delta {
+    fn get(&self, r: &Resource) -> Option<Option<&Lease>> {
+        self.map.get(r).map(Option::as_ref)
+    }
+
+    fn contains(&self, r: &Resource) -> bool {
+        self.map.contains_key(r)
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    fn unlink(&mut self, old: &Lease) {
+        self.expiry.remove(&(old.expires_at, old.resource));
+        if let Some(list) = self.by_client.get_mut(&old.duid) {
+            list.retain(|r| *r != old.resource);
+            if list.is_empty() {
+                self.by_client.remove(&old.duid);
+            }
+        }
+    }
+
+    /// Sets the entry for `r` (a live lease, or `None` = tombstone), or drops it with
+    /// `entry = None, keep_tombstone = false`.
+    fn set(&mut self, r: Resource, entry: Option<Lease>, keep_tombstone: bool) {
+        let old = if entry.is_some() || keep_tombstone {
+            self.map.insert(r, entry)
+        } else {
+            self.map.remove(&r)
+        };
+        if let Some(Some(old)) = old {
+            self.unlink(&old);
+        }
+        if let Some(l) = entry {
+            self.by_client.entry(l.duid).or_default().push(r);
+            self.expiry.insert((l.expires_at, r));
+        }
+    }
+
+    fn live(&self) -> impl Iterator<Item = &Lease> {
+        self.map.values().filter_map(Option::as_ref)
+    }
+}
+
+/// Where a table's files live.
+pub(super) struct Layout {
+    pub dir: PathBuf,
+    pub shard: u32,
+    pub shards: u32,
+    pub generation: u64,
+}
+
+/// A running background compaction.
+struct Compaction {
+    /// Highest WAL segment the new snapshot will contain.
+    covers: u64,
+    handle: JoinHandle<io::Result<Snapshot>>,
+}
+
+/// Counters the shard loop can log.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StoreStats {
+    pub commits: u64,
+    pub records_logged: u64,
+    pub bytes_logged: u64,
+    pub compactions: u64,
+    pub compaction_failures: u64,
+    pub refused_full: u64,
+}
+
+/// A shard's lease table. Implements [`LeaseTable`]; see the module docs of
+/// [`crate::lease::store`] for the layers and the durability contract.
+pub struct ShardTable {
+    pub(super) layout: Option<Layout>,
+    durability: Durability,
+    snap: Option<Arc<Snapshot>>,
+    frozen: Option<Arc<Delta>>,
+    delta: Delta,
+    len: usize,
+    wal: Option<WalWriter>,
+    /// Frames of the batch being built (sealed by `commit`).
+    pending: Vec<u8>,
+    pending_count: u32,
+    last_commit: CommitId,
+    durable: CommitId,
+    completed: BTreeSet<CommitId>,
+    failed: Option<TableError>,
+    /// A WAL reservation failed: new resources are refused until space returns.
+    full: bool,
+    full_retry: u32,
+    /// Expiry cursors over the immutable layers.
+    snap_cursor: usize,
+    frozen_cursor: Option<(u64, Resource)>,
+    compaction: Option<Compaction>,
+    compact_after: usize,
+    max_in_flight: usize,
+    /// Bytes of reserved WAL space kept for updates of existing leases once the disk is full.
+    reserve: u64,
+    stats: StoreStats,
+    _lock: Option<Arc<DirLock>>,
+}
+
+/// Framed size of a Commit record.
+const COMMIT_FRAME: usize = 2 + 1 + 8 + 4 + 4;
+
+impl ShardTable {
+    /// A table with no files (durability `memory`).
+    pub fn in_memory() -> ShardTable {
+        ShardTable::new(None, Durability::Memory, None, None)
+    }
+
+    pub(super) fn new(
+        layout: Option<Layout>,
+        durability: Durability,
+        snap: Option<Arc<Snapshot>>,
+        lock: Option<Arc<DirLock>>,
+    ) -> ShardTable {
+        let len = snap.as_ref().map_or(0, |s| s.len());
+        ShardTable {
+            layout,
+            durability,
+            snap,
+            frozen: None,
+            delta: Delta::default(),
+            len,
+            wal: None,
+            pending: Vec::new(),
+            pending_count: 0,
+            last_commit: 0,
+            durable: 0,
+            completed: BTreeSet::new(),
+            failed: None,
+            full: false,
+            full_retry: 0,
+            snap_cursor: 0,
+            frozen_cursor: None,
+            compaction: None,
+            compact_after: usize::MAX,
+            max_in_flight: 64,
+            reserve: 0,
+            stats: StoreStats::default(),
+            _lock: lock,
+        }
+    }
+
+    pub(super) fn attach_wal(
+        &mut self,
+        wal: WalWriter,
+        compact_after: usize,
+        max_in_flight: usize,
+        chunk: u64,
+    ) {
+        self.wal = Some(wal);
+        self.compact_after = compact_after.max(1);
+        self.max_in_flight = max_in_flight.max(1);
+        // Keep an eighth of a chunk (at least a few hundred renewals) for existing leases.
+        self.reserve = (chunk / 8).max(16 * record::MAX_FRAME as u64);
+    }
+
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+
+    pub fn stats(&self) -> StoreStats {
+        self.stats
+    }
+
+    /// True while new resources are refused for lack of disk space.
+    pub fn is_full(&self) -> bool {
+        self.full
+    }
+
+    /// Shard number and count this table belongs to (0/1 in memory mode).
+    pub fn shard(&self) -> (u32, u32) {
+        self.layout.as_ref().map_or((0, 1), |l| (l.shard, l.shards))
+    }
+
+    /// Bytes of the mapped snapshot file (0 without one).
+    pub fn snapshot_bytes(&self) -> usize {
+        self.snap.as_ref().map_or(0, |s| s.file_len())
+    }
+
+    /// Records held in the in-memory layers (active + frozen delta).
+    pub fn delta_len(&self) -> usize {
+        self.delta.len() + self.frozen.as_ref().map_or(0, |f| f.len())
+    }
+
+    fn lookup(&self, r: &Resource) -> Option<Lease> {
+        if let Some(e) = self.delta.get(r) {
+            return e.copied();
+        }
+        if let Some(f) = &self.frozen {
+            if let Some(e) = f.get(r) {
+                return e.copied();
+            }
+        }
+        self.snap.as_ref().and_then(|s| s.find(r))
+    }
+
+    /// True if a layer under the active delta has a live record for `r`.
+    fn lower_has(&self, r: &Resource) -> bool {
+        if let Some(f) = &self.frozen {
+            if let Some(e) = f.get(r) {
+                return e.is_some();
+            }
+        }
+        self.snap.as_ref().is_some_and(|s| s.find(r).is_some())
+    }
+
+    fn shadowed_above_snap(&self, r: &Resource) -> bool {
+        self.delta.contains(r) || self.frozen.as_ref().is_some_and(|f| f.contains(r))
+    }
+
+    fn client_view(&self, duid: &Duid, f: &mut dyn FnMut(Lease)) {
+        if let Some(s) = &self.snap {
+            s.client_records(duid, &mut |i| {
+                let Some(r) = s.resource_of(i) else { return };
+                if !self.shadowed_above_snap(&r) {
+                    if let Some(l) = s.lease(i) {
+                        f(l);
+                    }
+                }
+            });
+        }
+        if let Some(fr) = &self.frozen {
+            for r in fr.by_client.get(duid).into_iter().flatten() {
+                if !self.delta.contains(r) {
+                    if let Some(Some(l)) = fr.map.get(r) {
+                        f(*l);
+                    }
+                }
+            }
+        }
+        for r in self.delta.by_client.get(duid).into_iter().flatten() {
+            if let Some(Some(l)) = self.delta.map.get(r) {
+                f(*l);
+            }
+        }
+    }
+
+    /// Applies a change to the in-memory layers only (replay, and after logging).
+    pub(super) fn apply(&mut self, rec: Record) {
+        match rec {
+            Record::Upsert(l) => {
+                if self.lookup(&l.resource).is_none() {
+                    self.len += 1;
+                }
+                self.delta.set(l.resource, Some(l), true);
+            }
+            Record::Remove(r) => {
+                if self.lookup(&r).is_some() {
+                    self.len -= 1;
+                    let keep = self.lower_has(&r);
+                    self.delta.set(r, None, keep);
+                }
+            }
+            Record::Commit { .. } => {}
+        }
+    }
+
+    /// Makes sure the WAL has room for `frame_len` more bytes in the batch being built.
+    /// New resources may not eat into the reserve kept for renewals.
+    fn ensure_room(&mut self, frame_len: usize, new_resource: bool) -> Result<(), TableError> {
+        let Some(wal) = self.wal.as_mut() else {
+            return Ok(());
+        };
+        let need = (self.pending.len() + frame_len + COMMIT_FRAME) as u64;
+        let want = if new_resource {
+            need + self.reserve
+        } else {
+            need
+        };
+        if want <= wal.room() {
+            return Ok(());
+        }
+        if self.full && new_resource {
+            // Do not hammer a full filesystem: retry the reservation now and then.
+            self.full_retry += 1;
+            if self.full_retry % 256 != 0 {
+                self.stats.refused_full += 1;
+                return Err(TableError::Full);
+            }
+        }
+        match wal.grow(want.saturating_sub(wal.room())) {
+            Ok(()) => {
+                if self.full {
+                    tracing::info!("lease store has disk space again; granting new leases");
+                }
+                self.full = false;
+                Ok(())
+            }
+            Err(e) => {
+                if !self.full {
+                    tracing::error!(
+                        error = %e,
+                        "cannot reserve WAL space: refusing new leases, renewals continue"
+                    );
+                }
+                self.full = true;
+                if need <= wal.room() && !new_resource {
+                    return Ok(());
+                }
+                self.stats.refused_full += 1;
+                if super::wal::is_no_space(&e) {
+                    Err(TableError::Full)
+                } else {
+                    Err(TableError::Io)
+                }
+            }
+        }
+    }
+
+    /// Logs and applies one change.
+    fn change(&mut self, rec: Record, new_resource: bool) -> Result<(), TableError> {
+        if let Some(e) = self.failed {
+            return Err(e);
+        }
+        if self.wal.is_some() {
+            let start = self.pending.len();
+            record::encode(&rec, &mut self.pending);
+            let frame_len = self.pending.len() - start;
+            self.pending.truncate(start);
+            self.ensure_room(frame_len, new_resource)?;
+            record::encode(&rec, &mut self.pending);
+        }
+        self.pending_count += 1;
+        self.apply(rec);
+        Ok(())
+    }
+
+    fn expire_one(
+        &mut self,
+        mut lease: Lease,
+        now_secs: u64,
+        freed: &mut Vec<Lease>,
+    ) -> Result<(), TableError> {
+        if lease.state == BindingState::Active {
+            // RFC 8415 §18.3: the resource returns to the pool at the end of its valid
+            // lifetime; the record stays as Expired for one more lifetime so a returning
+            // client can be recognised (same rule as the in-memory table).
+            lease.state = BindingState::Expired;
+            lease.expires_at = now_secs.saturating_add(u64::from(lease.valid_lifetime));
+            self.change(Record::Upsert(lease), false)?;
+            freed.push(lease);
+        } else {
+            self.change(Record::Remove(lease.resource), false)?;
+        }
+        Ok(())
+    }
+
+    /// Finishes a compaction if its thread is done (or waits for it with `block`).
+    fn poll_compaction(&mut self, block: bool) {
+        let done = self
+            .compaction
+            .as_ref()
+            .is_some_and(|c| block || c.handle.is_finished());
+        if !done {
+            return;
+        }
+        let Some(c) = self.compaction.take() else {
+            return;
+        };
+        let result = c
+            .handle
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("compaction thread panicked")));
+        let frozen = self.frozen.take();
+        match result {
+            Ok(new) => {
+                self.snap = Some(Arc::new(new));
+                self.snap_cursor = 0;
+                self.frozen_cursor = None;
+                self.stats.compactions += 1;
+                if let Some(l) = &self.layout {
+                    super::remove_segments_upto(l, c.covers);
+                }
+                self.full = false;
+            }
+            Err(e) => {
+                self.stats.compaction_failures += 1;
+                tracing::error!(error = %e, "compaction failed; keeping the WAL, will retry");
+                // Put the frozen changes back under the newer ones.
+                if let Some(fr) = frozen {
+                    let fr = Arc::try_unwrap(fr).unwrap_or_else(|a| Delta {
+                        map: a.map.clone(),
+                        by_client: a.by_client.clone(),
+                        expiry: a.expiry.clone(),
+                    });
+                    for (r, e) in fr.map {
+                        if !self.delta.contains(&r) {
+                            // Tombstones stay tombstones: the snapshot below still has `r`.
+                            self.delta.set(r, e, true);
+                        }
+                    }
+                }
+                self.frozen_cursor = None;
+                // Back off: wait for another full delta before trying again.
+                self.compact_after = self.compact_after.saturating_mul(2);
+            }
+        }
+    }
+
+    /// Starts a background compaction: rotates the WAL, freezes the delta and merges it
+    /// with the snapshot into a new snapshot file on another thread.
+    fn start_compaction(&mut self) {
+        // One at a time: the frozen layer and the WAL segment it covers are single slots.
+        if self.compaction.is_some() || self.frozen.is_some() {
+            return;
+        }
+        let (Some(layout), Some(wal)) = (self.layout.as_ref(), self.wal.as_mut()) else {
+            return;
+        };
+        let covers = match wal.rotate() {
+            Ok(old) => old,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start a WAL segment; compaction postponed");
+                self.compact_after = self.compact_after.saturating_mul(2);
+                return;
+            }
+        };
+        let frozen = Arc::new(std::mem::take(&mut self.delta));
+        self.frozen = Some(Arc::clone(&frozen));
+        self.frozen_cursor = None;
+        let snap = self.snap.clone();
+        let for_thread = Arc::clone(&frozen);
+        let path = super::snapshot_path(layout);
+        let meta = SnapMeta {
+            shard: layout.shard,
+            shards: layout.shards,
+            generation: layout.generation,
+            covers_segment: covers,
+        };
+        let handle = std::thread::Builder::new()
+            .name(format!("tandem-compact-{}", layout.shard))
+            .spawn(move || {
+                let body = merge(snap.as_deref(), &for_thread);
+                snapshot::write(&path, meta, &body)?;
+                drop(body);
+                Snapshot::open(&path).map_err(|e| io::Error::other(e.to_string()))
+            });
+        match handle {
+            Ok(handle) => self.compaction = Some(Compaction { covers, handle }),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot spawn the compaction thread");
+                self.frozen = None;
+                // The closure (and its clone of the Arc) was dropped with the error.
+                if let Ok(fr) = Arc::try_unwrap(frozen) {
+                    self.delta = fr;
+                }
+            }
+        }
+    }
+
+    /// Starts a background compaction if the in-memory delta holds anything (at startup
+    /// after a WAL replay: folds the replayed segments into the snapshot and deletes them).
+    pub fn compact_in_background(&mut self) {
+        if self.delta.len() > 0 {
+            self.start_compaction();
+        }
+    }
+
+    /// Waits for a running background compaction to finish (clean shutdown, tests).
+    pub fn finish_compaction(&mut self) {
+        self.poll_compaction(true);
+    }
+
+    /// Runs a compaction to completion now (tooling, tests, clean shutdown).
+    pub fn compact_now(&mut self) -> Result<(), TableError> {
+        self.poll_compaction(true);
+        if self.wal.is_none() {
+            return Ok(());
+        }
+        self.commit()?;
+        // The commit may have started one already; let it finish, then fold in the rest.
+        self.poll_compaction(true);
+        self.start_compaction();
+        self.poll_compaction(true);
+        Ok(())
+    }
+
+    /// Waits until every committed batch is durable.
+    pub fn sync(&mut self) -> Result<CommitId, TableError> {
+        self.commit()?;
+        while self.durable(false)? < self.last_commit {
+            self.durable(true)?;
+        }
+        Ok(self.durable)
+    }
+}
+
+/// Merges the snapshot with the frozen delta into a new body (runs on the compaction thread).
+fn merge(snap: Option<&Snapshot>, frozen: &Delta) -> snapshot::SnapBody {
+    let n = snap.map_or(0, |s| s.len()) + frozen.len();
+    let mut b = Builder::with_capacity(n);
+    if let Some(s) = snap {
+        for i in 0..s.len() {
+            let Some(r) = s.resource_of(i) else { continue };
+            if frozen.contains(&r) {
+                continue;
+            }
+            if let Some(l) = s.lease(i) {
+                b.push(&l);
+            }
+        }
+    }
+    for l in frozen.live() {
+        b.push(l);
+    }
+    b.finish()
+}
+
+impl LeaseTable for ShardTable {
+    fn ia_leases(&self, duid: &Duid, ia_type: IaType, iaid: u32, out: &mut Vec<Lease>) {
+        self.client_view(duid, &mut |l| {
+            if l.ia_type == ia_type && l.iaid == iaid {
+                out.push(l);
+            }
+        });
+    }
+
+    fn client_leases(&self, duid: &Duid, out: &mut Vec<Lease>) {
+        self.client_view(duid, &mut |l| out.push(l));
+    }
+
+    fn by_resource(&self, resource: &Resource) -> Option<Lease> {
+        self.lookup(resource)
+    }
+
+    fn upsert(&mut self, lease: Lease) -> Result<(), TableError> {
+        let new_resource = self.lookup(&lease.resource).is_none();
+        self.change(Record::Upsert(lease), new_resource)
+    }
+
+    fn remove(&mut self, resource: &Resource) -> Result<(), TableError> {
+        if self.lookup(resource).is_none() {
+            return Ok(());
+        }
+        self.change(Record::Remove(*resource), false)
+    }
+
+    fn expire(&mut self, now_secs: u64, budget: usize, freed: &mut Vec<Lease>) -> usize {
+        let mut changed = 0;
+        // Index entries of the immutable layers that were changed since (shadowed) are
+        // skipped; the cursors never go back, so each costs one hash probe once.
+        // Active delta first: its own queue is always exact.
+        while changed < budget {
+            let Some(&(at, r)) = self.delta.expiry.first() else {
+                break;
+            };
+            if at > now_secs {
+                break;
+            }
+            let Some(Some(lease)) = self.delta.map.get(&r).copied() else {
+                self.delta.expiry.pop_first();
+                continue;
+            };
+            if self.expire_one(lease, now_secs, freed).is_err() {
+                return changed;
+            }
+            changed += 1;
+        }
+        // Frozen delta: immutable, walked with a cursor; entries changed since are skipped.
+        while changed < budget {
+            let Some(fr) = self.frozen.clone() else { break };
+            let lower = match self.frozen_cursor {
+                Some(c) => Bound::Excluded(c),
+                None => Bound::Unbounded,
+            };
+            let Some(&(at, r)) = fr.expiry.range((lower, Bound::Unbounded)).next() else {
+                break;
+            };
+            if at > now_secs {
+                break;
+            }
+            self.frozen_cursor = Some((at, r));
+            if self.delta.contains(&r) {
+                continue;
+            }
+            let Some(Some(lease)) = fr.map.get(&r).copied() else {
+                continue;
+            };
+            if self.expire_one(lease, now_secs, freed).is_err() {
+                return changed;
+            }
+            changed += 1;
+        }
+        // Snapshot: walked in expiry order with a cursor.
+        while changed < budget {
+            let Some(s) = self.snap.clone() else { break };
+            let Some((at, i)) = s.expiry_at(self.snap_cursor) else {
+                break;
+            };
+            if at > now_secs {
+                break;
+            }
+            let Some(r) = s.resource_of(i) else {
+                self.snap_cursor += 1;
+                continue;
+            };
+            if self.shadowed_above_snap(&r) {
+                self.snap_cursor += 1;
+                continue;
+            }
+            let Some(lease) = s.lease(i) else {
+                self.snap_cursor += 1;
+                continue;
+            };
+            if self.expire_one(lease, now_secs, freed).is_err() {
+                return changed;
+            }
+            self.snap_cursor += 1;
+            changed += 1;
+        }
+        changed
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn for_each(&self, f: &mut dyn FnMut(&Lease)) {
+        if let Some(s) = &self.snap {
+            for i in 0..s.len() {
+                let Some(r) = s.resource_of(i) else { continue };
+                if self.shadowed_above_snap(&r) {
+                    continue;
+                }
+                if let Some(l) = s.lease(i) {
+                    f(&l);
+                }
+            }
+        }
+        if let Some(fr) = &self.frozen {
+            for l in fr.live() {
+                if !self.delta.contains(&l.resource) {
+                    f(l);
+                }
+            }
+        }
+        for l in self.delta.live() {
+            f(l);
+        }
+    }
+
+    fn commit(&mut self) -> Result<Option<CommitId>, TableError> {
+        self.poll_compaction(false);
+        if let Some(e) = self.failed {
+            return Err(e);
+        }
+        if self.pending_count == 0 {
+            return Ok(None);
+        }
+        let seq = self.last_commit + 1;
+        let count = std::mem::take(&mut self.pending_count);
+        if self.wal.is_none() {
+            // Memory mode: nothing to wait for.
+            self.pending.clear();
+            self.last_commit = seq;
+            self.durable = seq;
+            self.stats.commits += 1;
+            return Ok(Some(seq));
+        }
+        record::encode(&Record::Commit { seq, count }, &mut self.pending);
+        let buf = std::mem::take(&mut self.pending);
+        self.stats.bytes_logged += buf.len() as u64;
+        self.stats.records_logged += u64::from(count);
+        self.stats.commits += 1;
+        // Bound the pipeline: wait for the oldest batches when too many are in flight.
+        while self
+            .wal
+            .as_ref()
+            .is_some_and(|w| w.in_flight() >= self.max_in_flight)
+        {
+            let mut done = Vec::new();
+            let r = match self.wal.as_mut() {
+                Some(w) => w.reap(true, &mut |tag, res| done.push((tag, res))),
+                None => Ok(()),
+            };
+            self.note_completions(done);
+            if let Err(e) = r {
+                tracing::error!(error = %e, "io_uring failed");
+                self.failed = Some(TableError::Io);
+            }
+            if let Some(e) = self.failed {
+                return Err(e);
+            }
+        }
+        let Some(wal) = self.wal.as_mut() else {
+            return Err(TableError::Io);
+        };
+        if let Err(e) = wal.submit(buf, seq) {
+            tracing::error!(error = %e, "cannot submit a WAL write");
+            self.failed = Some(TableError::Io);
+            return Err(TableError::Io);
+        }
+        self.last_commit = seq;
+        if self.compaction.is_none() && self.delta.len() >= self.compact_after {
+            self.start_compaction();
+        }
+        Ok(Some(seq))
+    }
+
+    fn durable(&mut self, wait: bool) -> Result<CommitId, TableError> {
+        if let Some(wal) = self.wal.as_mut() {
+            let mut done = Vec::new();
+            let wait = wait && wal.in_flight() > 0;
+            let r = wal.reap(wait, &mut |tag, res| done.push((tag, res)));
+            self.note_completions(done);
+            if let Err(e) = r {
+                tracing::error!(error = %e, "io_uring failed");
+                self.failed = Some(TableError::Io);
+            }
+        } else {
+            self.durable = self.last_commit;
+        }
+        self.poll_compaction(false);
+        match self.failed {
+            Some(e) => Err(e),
+            None => Ok(self.durable),
+        }
+    }
+}
+
+impl ShardTable {
+    fn note_completions(&mut self, done: Vec<(u64, io::Result<()>)>) {
+        for (tag, res) in done {
+            match res {
+                Ok(()) => {
+                    self.completed.insert(tag);
+                }
+                Err(e) => {
+                    // The batch's replies must never be sent; the store stops accepting
+                    // changes (the shard answers with errors) rather than guess.
+                    tracing::error!(error = %e, batch = tag, "WAL write or sync failed");
+                    self.failed = Some(TableError::Io);
+                }
+            }
+        }
+        // Batches complete out of order; the durable mark moves only over a contiguous run.
+        while self.completed.remove(&(self.durable + 1)) {
+            self.durable += 1;
+        }
+    }
+}
+
+impl Drop for ShardTable {
+    fn drop(&mut self) {
+        // Finish the batch being built and everything in flight, then the compaction, so the
+        // data directory is quiescent when the lock is released.
+        if self.failed.is_none() && self.wal.is_some() {
+            let _ = self.sync();
+        }
+        self.poll_compaction(true);
+    }
+}
