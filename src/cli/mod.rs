@@ -1,6 +1,8 @@
 //! The `tandem` command line (clap derive). Each subcommand's work lives in its module;
 //! `main.rs` only calls [`main`].
 
+pub mod leases;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -52,6 +54,8 @@ Example:
         /// The configuration file.
         file: PathBuf,
     },
+    /// Inspect, export or import the leases of a data directory (server stopped).
+    Leases(leases::LeasesArgs),
 }
 
 #[derive(Debug, Args)]
@@ -59,9 +63,10 @@ pub struct ServeArgs {
     /// Configuration file (default: ./tandem.toml if present, else the embedded default).
     #[arg(long, short = 'c', value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Where state lives (server DUID, leases); created if missing.
-    #[arg(long, value_name = "DIR", default_value = server::DEFAULT_DATA_DIR)]
-    pub data_dir: PathBuf,
+    /// Where state lives (server DUID, leases); created if missing
+    /// (default: [store] data_dir, else ./tandem-data).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
     /// Shard threads (default: [io] shards, else one per core).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub shards: Option<u16>,
@@ -86,6 +91,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::CheckConfig { file } => check_config(&file),
+        Command::Leases(args) => leases::run(args),
     }
 }
 
@@ -103,7 +109,7 @@ fn init_logging(level: &str) {
 fn serve(args: ServeArgs) -> ExitCode {
     let opts = ServeOptions {
         config: args.config,
-        data_dir: Some(args.data_dir),
+        data_dir: args.data_dir,
         shards: args.shards.map(usize::from),
         backend: args.backend,
         interfaces: args.interfaces,

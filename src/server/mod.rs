@@ -16,7 +16,7 @@
 
 pub mod duid;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
@@ -27,8 +27,8 @@ use crate::config::{Config, ConfigError, LocalInterface};
 use crate::engine::{Engine, ShardId};
 use crate::io::sys::{self, Interface};
 use crate::io::uring::{UringIo, UringOptions};
-use crate::lease::memory::MemoryTable;
-use crate::lease::Duid;
+use crate::lease::store::{self as lease_store, ShardTable, Store};
+use crate::lease::{Duid, Lease};
 use crate::shard::{self, Reflector, Service, Shard, ShardOptions, ShardReport};
 use crate::time::Timestamp;
 
@@ -74,6 +74,8 @@ pub enum ServeError {
     BackendUnavailable(Backend),
     #[error("shard {index}: {message}")]
     Shard { index: usize, message: String },
+    #[error("lease store: {0}")]
+    Store(#[from] lease_store::StoreError),
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServeError {
@@ -81,18 +83,31 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServeError 
     move |source| ServeError::Io { what, source }
 }
 
-/// Which table each shard keeps its leases in. The single place where the store is chosen:
-/// swapping in the durable store (from `[store]`) is a change here only.
-pub type Table = MemoryTable;
+/// Which table each shard keeps its leases in: the durable store (`[store]`), which also
+/// serves durability `memory` without touching the disk.
+pub type Table = ShardTable;
 
-/// Builds shard `index`'s lease table.
-pub fn build_table(
-    _config: &Config,
-    _data_dir: &Path,
-    _index: usize,
-    _count: usize,
-) -> Result<Table, ServeError> {
-    Ok(MemoryTable::new())
+/// Opens the lease store for all shards at once (it locks the data directory, and re-homes
+/// leases when the shard count changed), and finds each shard's foreign resources: those in
+/// its allocation partition held by another shard's client (SEAMS.md, "Ownership").
+pub fn open_tables(p: &Prepared) -> Result<(Vec<Table>, Vec<Vec<Lease>>), ServeError> {
+    let mut section = p.config.store.clone();
+    section.data_dir = p.data_dir.clone();
+    let store = Store::open(&section, p.shards)?;
+    let r = &store.report;
+    tracing::info!(
+        durability = section.durability.as_str(),
+        leases = r.leases,
+        generation = r.generation,
+        wal_batches_replayed = r.wal_batches_replayed,
+        rehomed_from = ?r.rehomed_from,
+        "lease store open"
+    );
+    let foreign = lease_store::foreign_resources(
+        &store.tables,
+        &lease_store::partition_of(&p.config, p.shards),
+    );
+    Ok((store.tables, foreign))
 }
 
 /// Converts discovered interfaces to the configuration's view of them.
@@ -133,10 +148,13 @@ pub fn prepare(opts: &ServeOptions) -> Result<Prepared, ServeError> {
         Some(p) => Some(Config::from_file(p)?),
         None => None,
     };
-    let data_dir = opts
-        .data_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    // --data-dir, else `[store] data_dir` of the file, else ./tandem-data.
+    let data_dir = opts.data_dir.clone().unwrap_or_else(|| {
+        file_config
+            .as_ref()
+            .map(|c| c.store.data_dir.clone())
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
+    });
     std::fs::create_dir_all(&data_dir).map_err(|source| ServeError::DataDir {
         path: data_dir.clone(),
         source,
@@ -245,7 +263,6 @@ pub fn serve(opts: &ServeOptions) -> Result<Vec<ShardReport>, ServeError> {
     for s in &p.config.subnets {
         tracing::info!(subnet = %s.prefix, interfaces = ?s.interfaces, "serving");
     }
-    tracing::warn!("leases are kept in memory only: the durable store is not part of this build");
     if opts.null_reflector {
         tracing::warn!("null reflector mode: echoing datagrams, not serving DHCPv6");
         return run_shards(&p, |_, _, _| Ok(Reflector::default()));
@@ -265,6 +282,9 @@ fn engine_service(ctx: &ServeContext, index: usize, table: &Table) -> Result<Eng
     );
     // Rebuild the allocators' view (taken addresses, prefix bitmaps) from the table.
     engine.load(table);
+    if let Some(foreign) = ctx.foreign.get(index) {
+        engine.mark_foreign(foreign);
+    }
     Ok(engine)
 }
 
@@ -273,6 +293,8 @@ pub struct ServeContext {
     pub config: Arc<Config>,
     pub server_duid: Duid,
     pub shards: usize,
+    /// Per shard: leases of other shards' clients on resources of its partition.
+    pub foreign: Vec<Vec<Lease>>,
 }
 
 /// Spawns the shards, waits for a termination signal, stops them and collects reports.
@@ -290,10 +312,13 @@ where
     } else {
         Vec::new()
     };
+    let (tables, foreign) = open_tables(p)?;
+    let mut tables = tables.into_iter();
     let ctx = Arc::new(ServeContext {
         config: p.config.clone(),
         server_duid: p.server_duid,
         shards: p.shards,
+        foreign,
     });
     let make_service = Arc::new(make_service);
     let shard_opts = ShardOptions {
@@ -327,7 +352,7 @@ where
         let make_service = make_service.clone();
         let stop = stop.clone();
         let ready = ready_tx.clone();
-        let data_dir = p.data_dir.clone();
+        let table = tables.next();
         let opts = shard_opts.clone();
         let handle = std::thread::Builder::new()
             .name(format!("tandem-shard-{index}"))
@@ -341,8 +366,7 @@ where
                     let socket = UringIo::new(&uring).map_err(|e| {
                         format!("io_uring socket on [::]:{}: {e}", uring.socket.bind.port())
                     })?;
-                    let table = build_table(&ctx.config, &data_dir, index, ctx.shards)
-                        .map_err(|e| e.to_string())?;
+                    let table = table.ok_or("no lease table for this shard")?;
                     let service = make_service(&ctx, index, &table).map_err(|e| e.to_string())?;
                     Shard::new(socket, table, service, links, stop.clone(), opts)
                         .map_err(|e| format!("starting the shard loop: {e}"))

@@ -362,6 +362,9 @@ impl Store {
                 cfg.max_in_flight.get() as usize,
                 cfg.wal_chunk(),
             );
+            // Fold what was replayed into a fresh snapshot while serving, so restarts never
+            // pile up WAL segments.
+            t.compact_in_background();
             report.leases += t.len();
             tables.push(t);
         }
@@ -577,6 +580,14 @@ fn open_shard(
                 reason,
             })?;
         report.wal_batches_replayed += r.batches;
+        if fix && r.cut.is_none() {
+            // Give back the space reserved beyond the data (never appended to again).
+            if let Ok(f) = OpenOptions::new().write(true).open(p) {
+                if f.set_len(r.valid_end).is_ok() {
+                    let _ = f.sync_all();
+                }
+            }
+        }
         if let Some((at, why)) = r.cut {
             tracing::warn!(
                 file = %p.display(),
@@ -664,18 +675,40 @@ fn rewrite(
 pub fn foreign_resources<T: LeaseTable>(
     tables: &[T],
     partition: &dyn Fn(&Resource) -> Option<usize>,
-) -> Vec<Vec<Resource>> {
+) -> Vec<Vec<Lease>> {
     let mut out = vec![Vec::new(); tables.len()];
     for (owner, t) in tables.iter().enumerate() {
         t.for_each(&mut |l| {
             if let Some(p) = partition(&l.resource) {
                 if p != owner && p < out.len() {
-                    out[p].push(l.resource);
+                    out[p].push(*l);
                 }
             }
         });
     }
     out
+}
+
+/// The allocation partition rule of `crate::alloc` for `shards` shards over `config`'s
+/// pools: addresses by their interface-id, delegated prefixes by their index in the pool.
+pub fn partition_of(
+    config: &crate::config::Config,
+    shards: usize,
+) -> impl Fn(&Resource) -> Option<usize> + '_ {
+    let n = shards.max(1);
+    move |r: &Resource| {
+        if r.is_prefix() {
+            config
+                .subnets
+                .iter()
+                .flat_map(|s| s.pd_pools.iter())
+                .find_map(|p| p.index_of(r.addr, r.prefix_len))
+                .map(|idx| idx as usize % n)
+        } else {
+            let iid = u128::from(r.addr) as u64;
+            Some(((iid >> 1) % n as u64) as usize)
+        }
+    }
 }
 
 #[cfg(test)]

@@ -481,6 +481,14 @@ impl ShardTable {
         }
     }
 
+    /// Starts a background compaction if the in-memory delta holds anything (at startup
+    /// after a WAL replay: folds the replayed segments into the snapshot and deletes them).
+    pub fn compact_in_background(&mut self) {
+        if self.delta.len() > 0 {
+            self.start_compaction();
+        }
+    }
+
     /// Runs a compaction to completion now (tooling, tests, clean shutdown).
     pub fn compact_now(&mut self) -> Result<(), TableError> {
         self.poll_compaction(true);

@@ -229,8 +229,8 @@ fn foreign_resources_are_reported_to_the_partition_owner() {
     let t1 = MemoryTable::new();
     // Partition by the low bit of the address.
     let f = foreign_resources(&[t0, t1], &|r| Some((r.addr.octets()[15] & 1) as usize));
-    assert_eq!(f[0], Vec::<Resource>::new());
-    assert_eq!(f[1], vec![lease(1, 1, false, 10).resource]);
+    assert_eq!(f[0], Vec::<Lease>::new());
+    assert_eq!(f[1], vec![lease(1, 1, false, 10)]);
 }
 
 #[test]
