@@ -1,4 +1,5 @@
 //! Criterion micro-benchmarks, one module per tandem module; `benches/micro.rs` calls each
 //! module's `benchmarks(c)`.
 
+pub mod cputime;
 pub mod engine;
