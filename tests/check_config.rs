@@ -173,3 +173,42 @@ fn readme_example_validates() {
         "README.md's example does not validate:\n{out}"
     );
 }
+
+/// `tandem serve` refuses to start on an invalid file, with the same file:line: field error
+/// (before it binds any socket, so no root or namespace is needed).
+#[test]
+fn serve_refuses_an_invalid_config() {
+    let scratch = Scratch::new("check_config_serve_refuses");
+    let (_, text, field) = CASES
+        .iter()
+        .find(|(name, _, _)| *name == "t1_greater_than_t2")
+        .unwrap();
+    let path = scratch.join("bad.toml");
+    std::fs::write(&path, text).unwrap();
+    let line = text.lines().position(|l| l.contains("# <- here")).unwrap() + 1;
+    let mut child = Command::new(common::tandem_bin())
+        .args(["serve", "--config"])
+        .arg(&path)
+        .arg("--data-dir")
+        .arg(scratch.join("data"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(scratch.join("serve.log")).unwrap())
+        .spawn()
+        .expect("spawning tandem serve");
+    let status = common::proc::wait_timeout(&mut child, std::time::Duration::from_secs(20));
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let log = std::fs::read_to_string(scratch.join("serve.log")).unwrap_or_default();
+    let code = status.and_then(|s| s.code());
+    assert!(
+        code.is_some_and(|c| c != 0 && c != 101),
+        "serve with an invalid config: exit {code:?} (None = still running after 20 s):\n{log}"
+    );
+    let location = format!("{}:{line}:", path.display());
+    assert!(
+        log.contains(&location) && log.contains(field),
+        "expected `{location}` and `{field}`:\n{log}"
+    );
+}

@@ -1,55 +1,30 @@
 //! Real DHCPv6 clients from Debian against `tandem serve` over a veth pair:
-//! ISC dhclient (IA_NA, IA_PD, both) and dhcpcd (IA_NA + IA_PD). Each test checks that the
-//! lease the client recorded lies in the configured pool and has the configured lifetimes,
-//! and that the address was configured on the client's interface.
+//! ISC dhclient (IA_NA, IA_PD, both, Renew, stateless Information-request) and dhcpcd
+//! (IA_NA + IA_PD, with and without Rapid Commit). Each test checks that the lease the
+//! client recorded lies in the configured pool with the configured lifetimes, and that the
+//! address was configured on the client's interface.
 //!
 //! Run as root: `cargo test --test clients` (see docs/TESTING.md).
 
 mod common;
 
 use std::net::Ipv6Addr;
-use std::path::Path;
 use std::time::Duration;
 
-use common::config::{parse_prefix, ServerConfig, DIRECT_PD_POOL, DIRECT_POOL};
+use common::config::{ServerConfig, DIRECT_PD_POOL, DIRECT_POOL, DNS_SERVER};
+use common::dhclient::Dhclient;
 use common::netns::{NetnsPair, CLIENT_IF};
 use common::proc::{self, Background};
-use common::server::Server;
+use common::server::{Server, Stopped};
 use common::{require, Scratch};
 
-/// What a dhclient lease file says it was given.
-#[derive(Debug, Default)]
-struct DhclientLease {
-    addresses: Vec<Ipv6Addr>,
-    prefixes: Vec<(Ipv6Addr, u8)>,
-    preferred: Vec<u32>,
-    valid: Vec<u32>,
-}
-
-/// Reads the `iaaddr`/`iaprefix` stanzas of a dhclient -6 lease file, e.g.
-/// `iaaddr 2001:db8:1::1000 { starts ..; preferred-life 3000; max-life 4000; }`.
-fn read_dhclient_leases(path: &Path) -> DhclientLease {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let mut lease = DhclientLease::default();
-    let mut words = text
-        .split(|c: char| c.is_whitespace() || c == ';')
-        .filter(|w| !w.is_empty());
-    while let Some(word) = words.next() {
-        match word {
-            "iaaddr" => lease
-                .addresses
-                .extend(words.next().and_then(|w| w.parse::<Ipv6Addr>().ok())),
-            "iaprefix" => lease.prefixes.extend(words.next().and_then(parse_prefix)),
-            "preferred-life" => lease
-                .preferred
-                .extend(words.next().and_then(|w| w.parse::<u32>().ok())),
-            "max-life" => lease
-                .valid
-                .extend(words.next().and_then(|w| w.parse::<u32>().ok())),
-            _ => {}
-        }
-    }
-    lease
+fn assert_clean_exit(stopped: &Stopped) {
+    assert!(
+        stopped.status.is_some_and(|s| s.success()),
+        "tandem did not exit cleanly on SIGTERM ({:?}); log:\n{}",
+        stopped.status,
+        stopped.log
+    );
 }
 
 /// Runs `dhclient -6 <mode> -1` until it is bound, checks its lease, then releases.
@@ -61,55 +36,13 @@ fn dhclient(test: &str, mode: &[&str], want_address: bool, want_prefix: bool) {
     let pair = NetnsPair::new(test);
     let cfg = ServerConfig::default();
     let server = Server::start(&pair, &scratch, &cfg);
-
-    let script = scratch.script("dhclient-script");
-    let lease_file = scratch.join("dhclient6.leases");
-    let pid_file = scratch.join("dhclient6.pid");
-    let dhclient = require::program("dhclient");
-    let common_args = [
-        "-sf",
-        script.to_str().unwrap(),
-        "-lf",
-        lease_file.to_str().unwrap(),
-        "-pf",
-        pid_file.to_str().unwrap(),
-    ];
-    // unshare -m: dhclient's own files stay private; -sf keeps it off /etc/resolv.conf.
-    let mut argv = vec!["unshare", "-m", dhclient.as_str(), "-6"];
-    argv.extend_from_slice(mode);
-    argv.extend_from_slice(&["-1", "-v"]);
-    argv.extend_from_slice(&common_args);
-    argv.push(CLIENT_IF);
-    // -1: one attempt; the foreground process returns once bound (the daemon it leaves
-    // behind keeps the lease and is stopped by the release below).
-    let run = proc::run(
-        Some(&pair.client),
-        &argv,
-        Duration::from_secs(40),
-        &scratch.join("dhclient.log"),
-    );
-    let lease = read_dhclient_leases(&lease_file);
+    let client = Dhclient::new(&pair, &scratch, "dhclient", mode);
+    let run = client.bind();
+    let lease = client.leases();
     let configured = pair.client_dynamic_addrs();
-
-    // Release (RFC 8415 §18.2.7) and stop the daemon before asserting, so a failed
-    // assertion leaves nothing behind but the namespaces Drop removes anyway.
-    let mut release = vec!["unshare", "-m", dhclient.as_str(), "-6"];
-    release.extend_from_slice(mode);
-    release.push("-r");
-    release.extend_from_slice(&common_args);
-    release.push(CLIENT_IF);
-    let released = proc::run(
-        Some(&pair.client),
-        &release,
-        Duration::from_secs(20),
-        &scratch.join("dhclient-release.log"),
-    );
-    if let Some(pid) = std::fs::read_to_string(&pid_file)
-        .ok()
-        .and_then(|p| p.trim().parse().ok())
-    {
-        proc::signal(pid, "TERM");
-    }
+    // Release and stop before asserting, so a failure leaves nothing running but what the
+    // namespaces' Drop removes anyway.
+    let released = client.release();
     let stopped = server.stop();
 
     assert!(
@@ -159,7 +92,7 @@ fn dhclient(test: &str, mode: &[&str], want_address: bool, want_prefix: bool) {
             "IA_PD granted though not asked: {lease:?}"
         );
     }
-    // Lifetimes as configured (RFC 8415 §21.6/§21.22; no client hints were sent).
+    // Lifetimes as configured (RFC 8415 §21.6/§21.22; the client sent no hints).
     assert!(
         lease.preferred.iter().all(|p| *p == cfg.preferred_lifetime),
         "{lease:?}"
@@ -169,12 +102,7 @@ fn dhclient(test: &str, mode: &[&str], want_address: bool, want_prefix: bool) {
         "{lease:?}"
     );
     released.expect_success("dhclient -r (Release)");
-    assert!(
-        stopped.status.is_some_and(|s| s.success()),
-        "tandem did not exit cleanly on SIGTERM ({:?}); log:\n{}",
-        stopped.status,
-        stopped.log
-    );
+    assert_clean_exit(&stopped);
 }
 
 #[test]
@@ -190,6 +118,91 @@ fn dhclient_ia_pd() {
 #[test]
 fn dhclient_ia_na_and_ia_pd() {
     dhclient("dhclient_ia_na_and_ia_pd", &["-N", "-P"], true, true);
+}
+
+/// With T1 = 2 s the bound dhclient renews within seconds: the Renew (RFC 8415 §18.3.4)
+/// must extend the same address and prefix, not hand out new ones.
+#[test]
+fn dhclient_renews_the_same_lease() {
+    const TEST: &str = "dhclient_renews_the_same_lease";
+    if !require::ready(TEST, &["dhclient", "unshare"]) {
+        return;
+    }
+    let scratch = Scratch::new(TEST);
+    let pair = NetnsPair::new(TEST);
+    let cfg = ServerConfig {
+        t1: Some(2),
+        t2: Some(3),
+        ..ServerConfig::default()
+    };
+    let server = Server::start(&pair, &scratch, &cfg);
+    let client = Dhclient::new(&pair, &scratch, "dhclient", &["-N", "-P"]);
+    let run = client.bind();
+    let renewed = proc::wait_until(Duration::from_secs(20), || {
+        client.events().contains("reason=RENEW6")
+    });
+    let events = client.events();
+    let lease = client.leases();
+    client.release();
+    let stopped = server.stop();
+    run.expect_success("dhclient -6 -N -P");
+    assert!(
+        renewed,
+        "no RENEW6 within 20 s of T1 = 2 s; events:\n{events}\n--- server log:\n{}",
+        stopped.log
+    );
+    // Every lease6 stanza (bind, renewals, release) names the same address and prefix.
+    assert!(
+        !lease.addresses.is_empty() && !lease.prefixes.is_empty(),
+        "{lease:?}"
+    );
+    assert!(
+        lease.addresses.iter().all(|a| *a == lease.addresses[0]),
+        "address changed on Renew: {lease:?}"
+    );
+    assert!(
+        lease.prefixes.iter().all(|p| *p == lease.prefixes[0]),
+        "prefix changed on Renew: {lease:?}"
+    );
+    assert!(
+        stopped.log.contains("answered_renew="),
+        "the server's counters show no answered Renew:\n{}",
+        stopped.log
+    );
+    assert_clean_exit(&stopped);
+}
+
+/// `dhclient -6 -S`: stateless configuration through Information-request (RFC 8415
+/// §18.3.6); the Reply carries the configured DNS servers and domain search list.
+#[test]
+fn dhclient_stateless_information_request() {
+    const TEST: &str = "dhclient_stateless_information_request";
+    if !require::ready(TEST, &["dhclient", "unshare"]) {
+        return;
+    }
+    let scratch = Scratch::new(TEST);
+    let pair = NetnsPair::new(TEST);
+    let server = Server::start(&pair, &scratch, &ServerConfig::default());
+    let client = Dhclient::new(&pair, &scratch, "dhclient", &["-S"]);
+    let run = client.bind();
+    client.stop();
+    let stopped = server.stop();
+    run.expect_success("dhclient -6 -S");
+    let events = client.events();
+    assert!(
+        events.contains(&format!("new_dhcp6_name_servers={DNS_SERVER}")),
+        "no DNS servers in the Information-request Reply; events:\n{events}\n--- server log:\n{}",
+        stopped.log
+    );
+    assert!(
+        events.contains("new_dhcp6_domain_search=access.example.net"),
+        "no domain search list; events:\n{events}"
+    );
+    assert!(
+        pair.client_dynamic_addrs().is_empty(),
+        "stateless mode configured an address"
+    );
+    assert_clean_exit(&stopped);
 }
 
 /// Key=value pairs of the last `reason=<reason>` block in the dhcpcd hook's event log.
@@ -209,20 +222,25 @@ fn dhcpcd_event(log: &str, reason: &str) -> Option<Vec<(String, String)>> {
     )
 }
 
-#[test]
-fn dhcpcd_ia_na_and_ia_pd() {
-    const TEST: &str = "dhcpcd_ia_na_and_ia_pd";
-    if !require::ready(TEST, &["dhcpcd", "unshare", "mount"]) {
+fn dhcpcd(test: &str, rapid_commit: bool) {
+    if !require::ready(test, &["dhcpcd", "unshare", "mount"]) {
         return;
     }
-    let scratch = Scratch::new(TEST);
-    let pair = NetnsPair::new(TEST);
-    let cfg = ServerConfig::default();
+    let scratch = Scratch::new(test);
+    let pair = NetnsPair::new(test);
+    let cfg = ServerConfig {
+        rapid_commit,
+        ..ServerConfig::default()
+    };
     let server = Server::start(&pair, &scratch, &cfg);
 
     let hook = scratch.script("dhcpcd-hook.sh");
     let conf = scratch.join("dhcpcd.conf");
-    std::fs::copy(common::scripts_dir().join("dhcpcd.conf"), &conf).unwrap();
+    let mut conf_text = std::fs::read_to_string(common::scripts_dir().join("dhcpcd.conf")).unwrap();
+    if rapid_commit {
+        conf_text.push_str("option rapid_commit\n");
+    }
+    std::fs::write(&conf, conf_text).unwrap();
     let db = scratch.join("dhcpcd-db");
     std::fs::create_dir_all(&db).unwrap();
     let events = scratch.join("dhcpcd-events.log");
@@ -288,15 +306,41 @@ fn dhcpcd_ia_na_and_ia_pd() {
         get("new_dhcp6_ia_na1_ia_addr1_vltime"),
         Some(&*cfg.valid_lifetime.to_string())
     );
-    // dhcpcd sends Release on SIGTERM; the hook logs RELEASE6 once the server replied.
+    // dhcpcd sends Release on SIGTERM and logs RELEASE6.
     assert!(
-        dhcpcd_event(&read_events(), "RELEASE6").is_some() || read_events().contains("STOPPED"),
-        "dhcpcd did not stop cleanly: {}",
+        dhcpcd_event(&read_events(), "RELEASE6").is_some(),
+        "dhcpcd did not release: {}",
         read_events()
     );
+    if rapid_commit {
+        // RFC 8415 §18.3.1: Solicit with Rapid Commit answered by a Reply at once; no
+        // Advertise/Request round.
+        assert!(
+            !stopped.log.contains("answered_request="),
+            "a Request was needed though Rapid Commit is on:\n{}",
+            stopped.log
+        );
+    } else {
+        assert!(
+            stopped.log.contains("answered_request="),
+            "no Request answered:\n{}",
+            stopped.log
+        );
+    }
     assert!(
-        stopped.status.is_some_and(|s| s.success()),
-        "tandem did not exit cleanly on SIGTERM; log:\n{}",
+        stopped.log.contains("answered_release="),
+        "no Release answered:\n{}",
         stopped.log
     );
+    assert_clean_exit(&stopped);
+}
+
+#[test]
+fn dhcpcd_ia_na_and_ia_pd() {
+    dhcpcd("dhcpcd_ia_na_and_ia_pd", false);
+}
+
+#[test]
+fn dhcpcd_rapid_commit() {
+    dhcpcd("dhcpcd_rapid_commit", true);
 }

@@ -230,6 +230,21 @@ fn perfdhcp(test: &str, extra: &[&str], target: &str, want_prefixes: bool) {
         "tandem did not exit cleanly on SIGTERM; log tail:\n{}",
         tail(&stopped.log, 40)
     );
+    // The server's own view: nothing dropped, and no packet lost between shards.
+    assert_eq!(
+        stopped.dropped_total(),
+        Some(0),
+        "the server dropped packets of a well-formed load:\n{}",
+        tail(&stopped.log, 20)
+    );
+    assert!(
+        !stopped
+            .log
+            .lines()
+            .any(|l| l.contains("shard counters") && !l.contains("handoff_dropped=0")),
+        "hand-offs between shards were dropped:\n{}",
+        tail(&stopped.log, 20)
+    );
 }
 
 fn tail(text: &str, lines: usize) -> String {

@@ -43,12 +43,17 @@ fn prefixes(v: &Value) -> Vec<(Ipv6Addr, u8)> {
         .collect()
 }
 
+/// RFC 8357 Relay Source Port options the relays sent: `(outer, inner)` downstream ports,
+/// `None` for a layer without the option.
+type RelayPorts = (Option<u64>, Option<u64>);
+
 /// Checks one exchange's Relay-repl chain and returns the inner message.
 fn check_relay_reply<'a>(
     exchange: &'a Value,
     client_ll: &str,
     want_type: u64,
     want_trid: u64,
+    ports: RelayPorts,
 ) -> &'a Value {
     let label = exchange["label"].as_str().unwrap_or("?");
     assert!(
@@ -93,18 +98,24 @@ fn check_relay_reply<'a>(
         "{label}: inner Interface-ID echoed"
     );
     // No ERO was sent (RFC 4994), so Remote-ID is not echoed: a Relay-repl carries only
-    // Interface-ID and the Relay Message.
-    for layer in [outer, inner] {
+    // Interface-ID, the Relay Message, and the Relay Source Port option where the relay sent
+    // one (RFC 8357 §5.2: the server MUST copy it).
+    for (layer, port) in [(outer, ports.0), (inner, ports.1)] {
         let codes: BTreeSet<u64> = layer["options"]
             .as_array()
             .unwrap()
             .iter()
             .map(|c| c.as_u64().unwrap())
             .collect();
+        let mut want = BTreeSet::from([9, 18]);
+        if port.is_some() {
+            want.insert(135);
+        }
+        assert_eq!(codes, want, "{label}: Relay-repl options {layer}");
         assert_eq!(
-            codes,
-            BTreeSet::from([9, 18]),
-            "{label}: Relay-repl options {layer}"
+            layer["relay_port"].as_u64(),
+            port,
+            "{label}: Relay Source Port copied: {layer}"
         );
     }
     let msg = &exchange["inner"];
@@ -135,32 +146,46 @@ fn check_relay_reply<'a>(
 }
 
 fn relay_chain(test: &str, mac: &str, remote_id: &str, reserved: bool) {
+    relay_chain_with(test, mac, remote_id, reserved, &[], (None, None));
+}
+
+fn relay_chain_with(
+    test: &str,
+    mac: &str,
+    remote_id: &str,
+    reserved: bool,
+    extra: &[&str],
+    ports: RelayPorts,
+) {
     if !require::ready(test, &["scapy"]) {
         return;
     }
     let scratch = Scratch::new(test);
     let pair = NetnsPair::new(test);
     let server = Server::start(&pair, &scratch, &ServerConfig::default());
+    let (server_gua, client_gua) = (SERVER_GUA.to_string(), CLIENT_GUA.to_string());
+    let mut args = vec![
+        "--server",
+        &server_gua,
+        "--relay",
+        &client_gua,
+        "--link",
+        ACCESS_RELAY,
+        "--mac",
+        mac,
+        "--remote-id",
+        remote_id,
+        "--inner-ifid",
+        INNER_IFID,
+        "--outer-ifid",
+        OUTER_IFID,
+    ];
+    args.extend_from_slice(extra);
     let result = scripts::run_json(
         &pair.client,
         &scratch,
         "relay_chain.py",
-        &[
-            "--server",
-            &SERVER_GUA.to_string(),
-            "--relay",
-            &CLIENT_GUA.to_string(),
-            "--link",
-            ACCESS_RELAY,
-            "--mac",
-            mac,
-            "--remote-id",
-            remote_id,
-            "--inner-ifid",
-            INNER_IFID,
-            "--outer-ifid",
-            OUTER_IFID,
-        ],
+        &args,
         Duration::from_secs(30),
     );
     let stopped = server.stop();
@@ -175,8 +200,8 @@ fn relay_chain(test: &str, mac: &str, remote_id: &str, reserved: bool) {
         "fe80::{}",
         mac.replace(':', "")[8..].trim_start_matches('0')
     );
-    let adv = check_relay_reply(&exchanges[0], &client_ll, 2, 0x1a2b3c);
-    let reply = check_relay_reply(&exchanges[1], &client_ll, 7, 0x1a2b3d);
+    let adv = check_relay_reply(&exchanges[0], &client_ll, 2, 0x1a2b3c, ports);
+    let reply = check_relay_reply(&exchanges[1], &client_ll, 7, 0x1a2b3d, ports);
     assert_eq!(
         adv["server_id"], reply["server_id"],
         "same SERVERID in Advertise and Reply"
@@ -244,5 +269,21 @@ fn two_relays_dynamic_from_relayed_link_pool() {
         "02:00:00:00:aa:02",
         "cpe-0002",
         false,
+    );
+}
+
+/// RFC 8357: both relays use non-547 source ports. The outer one (talking to the server from
+/// port 10547) records the inner one's port 1000 in its Relay Source Port option, the inner
+/// one marks its own with 0. The server must send the Relay-repl to port 10547 (the script
+/// listens only there) and copy both options into the matching Relay-repl layers.
+#[test]
+fn two_relays_with_relay_source_ports() {
+    relay_chain_with(
+        "two_relays_with_relay_source_ports",
+        "02:00:00:00:aa:03",
+        "cpe-0003",
+        false,
+        &["--source-port", "10547", "--downstream-port", "1000"],
+        (Some(1000), Some(0)),
     );
 }

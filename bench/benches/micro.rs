@@ -3,10 +3,11 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use tandem_bench::micro;
 
+criterion_group!(benches, micro::wire::benchmarks);
 criterion_group! {
     name = engine;
     // Thread CPU time: see bench/src/micro/cputime.rs for why.
     config = Criterion::default().with_measurement(micro::cputime::ThreadCpuTime::default());
     targets = micro::engine::benchmarks
 }
-criterion_main!(engine);
+criterion_main!(benches, engine);

@@ -785,6 +785,32 @@ mod tests {
     }
 
     #[test]
+    fn rearms_after_the_kernel_runs_out_of_buffers() {
+        // 40 datagrams queued before the first receive, 16 provided buffers: the multishot
+        // request fills every buffer, ends with ENOBUFS, and must be re-armed to get the rest.
+        let mut io = loopback_io();
+        let server = io.local_addr().unwrap();
+        let c = client();
+        for i in 0u32..40 {
+            c.send_to(&i.to_be_bytes(), server).unwrap();
+        }
+        let mut got = Vec::new();
+        for _ in 0..100 {
+            io.recv_batch(Some(Duration::from_millis(100)), &mut |_, p| {
+                got.push(u32::from_be_bytes(p.try_into().unwrap()))
+            })
+            .unwrap();
+            if got.len() == 40 {
+                break;
+            }
+        }
+        got.sort_unstable();
+        assert_eq!(got, (0..40).collect::<Vec<_>>());
+        assert!(io.stats().rx_rearms >= 1, "{:?}", io.stats());
+        assert_eq!(io.stats().rx_errors, 0);
+    }
+
+    #[test]
     fn oversized_datagram_is_dropped_and_counted() {
         let mut io = loopback_io();
         let server = io.local_addr().unwrap();

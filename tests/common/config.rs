@@ -91,6 +91,10 @@ pub struct ServerConfig {
     pub shards: usize,
     pub preferred_lifetime: u32,
     pub valid_lifetime: u32,
+    /// Renew (T1) and rebind (T2) times; `None`: the server's default (0.5 / 0.8 of the
+    /// preferred lifetime, RFC 8415 §21.4).
+    pub t1: Option<u32>,
+    pub t2: Option<u32>,
 }
 
 impl Default for ServerConfig {
@@ -100,6 +104,8 @@ impl Default for ServerConfig {
             shards: 2,
             preferred_lifetime: 3000,
             valid_lifetime: 4000,
+            t1: None,
+            t2: None,
         }
     }
 }
@@ -108,6 +114,10 @@ impl ServerConfig {
     /// The TOML text of this configuration (the format `tandem check-config` validates).
     pub fn toml(&self) -> String {
         let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let timers = [("t1", self.t1), ("t2", self.t2)]
+            .iter()
+            .filter_map(|(k, v)| v.map(|v| format!("{k} = {v}\n")))
+            .collect::<String>();
         format!(
             r#"# Written by the integration test harness (tests/common/config.rs).
 [server]
@@ -124,7 +134,7 @@ interfaces = ["{SERVER_IF}"]
 preferred_lifetime = {pref}
 valid_lifetime = {valid}
 rapid_commit = {rapid}
-pool = [{{ start = "{dp_first}", end = "{dp_last}" }}]
+{timers}pool = [{{ start = "{dp_first}", end = "{dp_last}" }}]
 pd_pool = [{{ prefix = "{dpd}/{dpd_len}", delegated_length = {dpd_del} }}]
 
 # The link behind the relay agents (selected by relay link-address 2001:db8:2::1).

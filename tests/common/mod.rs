@@ -15,6 +15,7 @@
 
 pub mod capture;
 pub mod config;
+pub mod dhclient;
 pub mod netns;
 pub mod proc;
 pub mod require;

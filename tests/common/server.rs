@@ -12,7 +12,6 @@ use super::Scratch;
 
 pub struct Server {
     process: Background,
-    pub config: PathBuf,
     pub data_dir: PathBuf,
     ns: String,
 }
@@ -32,23 +31,30 @@ impl Server {
     /// packet is not lost.
     pub fn start(pair: &NetnsPair, scratch: &Scratch, cfg: &ServerConfig) -> Server {
         let config = scratch.join("tandem.toml");
-        let data_dir = scratch.join("tandem-data");
         std::fs::write(&config, cfg.toml()).expect("writing server config");
         let shards = cfg.shards.to_string();
-        let log = scratch.join("tandem.log");
-        let mut cmd = command(
-            Some(&pair.server),
-            &[
-                super::tandem_bin(),
-                "serve",
-                "--config",
-                config.to_str().unwrap(),
-                "--data-dir",
-                data_dir.to_str().unwrap(),
-                "--shards",
-                &shards,
-            ],
-        );
+        Server::start_args(
+            pair,
+            scratch,
+            &["--config", config.to_str().unwrap(), "--shards", &shards],
+        )
+    }
+
+    /// Starts `tandem serve <args> --data-dir <scratch>/tandem-data` in `pair.server` with
+    /// the scratch dir as working directory (so no stray ./tandem.toml is picked up), and
+    /// waits until it serves. Starting again in the same scratch dir reuses the data dir
+    /// (a restart); each start logs to its own `tandem-<n>.log`.
+    pub fn start_args(pair: &NetnsPair, scratch: &Scratch, args: &[&str]) -> Server {
+        let data_dir = scratch.join("tandem-data");
+        let log = (1..)
+            .map(|n| scratch.join(&format!("tandem-{n}.log")))
+            .find(|p| !p.exists())
+            .expect("a free log name");
+        let mut argv = vec![super::tandem_bin(), "serve"];
+        argv.extend_from_slice(args);
+        argv.extend_from_slice(&["--data-dir", data_dir.to_str().unwrap()]);
+        let mut cmd = command(Some(&pair.server), &argv);
+        cmd.current_dir(scratch.path());
         // info: startup, periodic and exit counters; the hot path logs nothing at info.
         cmd.env(
             "RUST_LOG",
@@ -57,7 +63,6 @@ impl Server {
         let process = Background::spawn_cmd(cmd, "tandem serve", &log);
         let mut server = Server {
             process,
-            config,
             data_dir,
             ns: pair.server.clone(),
         };

@@ -22,7 +22,7 @@ from scapy.layers.dhcp6 import (
     DHCP6_RelayForward, DHCP6_RelayReply, DHCP6_Request,
     DHCP6_Solicit, DHCP6OptClientId, DHCP6OptElapsedTime, DHCP6OptIA_NA, DHCP6OptIA_PD,
     DHCP6OptIfaceId, DHCP6OptOptReq, DHCP6OptRelayMsg,
-    DHCP6OptRemoteID, DHCP6OptServerId, DUID_LL)
+    DHCP6OptRemoteID, DHCP6OptServerId, DHCP6OptUnknown, DUID_LL)
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--server", default="2001:db8:1::1")
@@ -34,6 +34,11 @@ ap.add_argument("--enterprise", type=int, default=3561)
 ap.add_argument("--inner-ifid", default="port-1/1/7")
 ap.add_argument("--outer-ifid", default="agg-uplink-3")
 ap.add_argument("--timeout", type=float, default=3.0)
+ap.add_argument("--source-port", type=int, default=547,
+                help="UDP port the outer relay sends from (RFC 8357 when not 547)")
+ap.add_argument("--downstream-port", type=int, default=None,
+                help="RFC 8357: the inner relay also used a non-547 port, this one; both "
+                     "layers then carry a Relay Source Port option")
 a = ap.parse_args()
 
 duid = DUID_LL(lladdr=a.mac)
@@ -41,13 +46,24 @@ client_ll = "fe80::" + a.mac.replace(":", "")[-4:]
 inner_relay = "2001:db8:2::1"  # the access relay's own address, on the client link
 
 
+def relay_port(port):
+    """RFC 8357 §4.2 OPTION_RELAY_PORT (135) with the downstream source port."""
+    return DHCP6OptUnknown(optcode=135, data=struct.pack("!H", port))
+
+
 def wrap(msg):
-    inner = (DHCP6_RelayForward(hopcount=0, linkaddr=a.link, peeraddr=client_ll)
-             / DHCP6OptIfaceId(ifaceid=a.inner_ifid.encode())
+    inner = DHCP6_RelayForward(hopcount=0, linkaddr=a.link, peeraddr=client_ll)
+    if a.downstream_port is not None:
+        inner = inner / relay_port(0)  # the inner relay's own non-547 port (§5.2 case 1)
+    inner = (inner / DHCP6OptIfaceId(ifaceid=a.inner_ifid.encode())
              / DHCP6OptRemoteID(enterprisenum=a.enterprise, remoteid=a.remote_id.encode())
              / DHCP6OptRelayMsg(message=msg))
-    return (DHCP6_RelayForward(hopcount=1, linkaddr="::", peeraddr=inner_relay)
-            / DHCP6OptIfaceId(ifaceid=a.outer_ifid.encode())
+    outer = DHCP6_RelayForward(hopcount=1, linkaddr="::", peeraddr=inner_relay)
+    if a.downstream_port is not None:
+        outer = outer / relay_port(a.downstream_port)  # §5.2 cases 2/3
+    elif a.source_port != 547:
+        outer = outer / relay_port(0)  # §5.2 case 1
+    return (outer / DHCP6OptIfaceId(ifaceid=a.outer_ifid.encode())
             / DHCP6OptRelayMsg(message=inner))
 
 
@@ -97,12 +113,15 @@ def describe(data, src):
         if len(cur) < 34:
             raise ValueError("truncated Relay-repl")
         layer = {"type": 13, "hopcount": cur[1], "linkaddr": ip6(cur[2:18]),
-                 "peeraddr": ip6(cur[18:34]), "interface_id": None, "options": []}
+                 "peeraddr": ip6(cur[18:34]), "interface_id": None, "relay_port": None,
+                 "options": []}
         nxt = None
         for code, val in tlvs(cur[34:]):
             layer["options"].append(code)
             if code == 18:
                 layer["interface_id"] = val.decode(errors="replace")
+            elif code == 135 and len(val) == 2:
+                layer["relay_port"] = struct.unpack("!H", val)[0]
             elif code == 9:
                 nxt = val
         out["layers"].append(layer)
@@ -114,7 +133,9 @@ def describe(data, src):
 
 sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-sock.bind((a.relay, 547))  # relays talk to servers from and to port 547 (RFC 8415 §7.2)
+# Relays talk to servers from and to port 547 (RFC 8415 §7.2), or from another port with
+# the Relay Source Port option (RFC 8357), and then expect the reply on that port.
+sock.bind((a.relay, a.source_port))
 sock.settimeout(a.timeout)
 result = {"exchanges": []}
 

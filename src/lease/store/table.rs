@@ -330,8 +330,7 @@ impl ShardTable {
                     return Ok(());
                 }
                 self.stats.refused_full += 1;
-                if e.raw_os_error() == Some(libc::ENOSPC) || e.raw_os_error() == Some(libc::EDQUOT)
-                {
+                if super::wal::is_no_space(&e) {
                     Err(TableError::Full)
                 } else {
                     Err(TableError::Io)
@@ -487,6 +486,11 @@ impl ShardTable {
         if self.delta.len() > 0 {
             self.start_compaction();
         }
+    }
+
+    /// Waits for a running background compaction to finish (clean shutdown, tests).
+    pub fn finish_compaction(&mut self) {
+        self.poll_compaction(true);
     }
 
     /// Runs a compaction to completion now (tooling, tests, clean shutdown).

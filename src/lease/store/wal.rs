@@ -183,25 +183,7 @@ impl WalWriter {
         sync: bool,
         ring: UringLog,
     ) -> io::Result<WalWriter> {
-        let path = segment_path(dir, &header);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .read(true)
-            .write(true)
-            .open(&path)?;
-        let allocated = HEADER_LEN + chunk;
-        let init = (|| {
-            preallocate(&file, 0, allocated)?;
-            file.write_all_at(&header.encode(), 0)?;
-            file.sync_all()?;
-            sync_dir(dir)
-        })();
-        if let Err(e) = init {
-            drop(file);
-            let _ = fs::remove_file(&path);
-            return Err(e);
-        }
+        let (file, allocated) = new_segment(dir, &header, chunk)?;
         Ok(WalWriter {
             dir: dir.to_path_buf(),
             header,
@@ -262,25 +244,7 @@ impl WalWriter {
             segment: self.header.segment + 1,
             ..self.header
         };
-        let path = segment_path(&self.dir, &next);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .read(true)
-            .write(true)
-            .open(&path)?;
-        let allocated = HEADER_LEN + self.chunk;
-        let init = (|| {
-            preallocate(&file, 0, allocated)?;
-            file.write_all_at(&next.encode(), 0)?;
-            file.sync_all()?;
-            sync_dir(&self.dir)
-        })();
-        if let Err(e) = init {
-            drop(file);
-            let _ = fs::remove_file(&path);
-            return Err(e);
-        }
+        let (file, allocated) = new_segment(&self.dir, &next, self.chunk)?;
         let old = self.header.segment;
         self.header = next;
         self.file = Arc::new(file);
@@ -288,4 +252,45 @@ impl WalWriter {
         self.allocated = allocated;
         Ok(old)
     }
+}
+
+/// Creates a segment file: header written, up to one chunk reserved, file and directory
+/// synced (so the segment survives a crash before its first batch does). On a full disk
+/// the segment is created with no reserve (the table then refuses new leases); only when
+/// not even the header fits is it an error. Returns the file and the bytes reserved.
+fn new_segment(dir: &Path, header: &WalHeader, chunk: u64) -> io::Result<(File, u64)> {
+    let path = segment_path(dir, header);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)?;
+    let init = (|| {
+        let allocated = match preallocate(&file, 0, HEADER_LEN + chunk) {
+            Ok(()) => HEADER_LEN + chunk,
+            Err(e) if is_no_space(&e) => {
+                preallocate(&file, 0, HEADER_LEN)?;
+                HEADER_LEN
+            }
+            Err(e) => return Err(e),
+        };
+        file.write_all_at(&header.encode(), 0)?;
+        file.sync_all()?;
+        sync_dir(dir)?;
+        Ok(allocated)
+    })();
+    match init {
+        Ok(allocated) => Ok((file, allocated)),
+        Err(e) => {
+            drop(file);
+            let _ = fs::remove_file(&path);
+            Err(e)
+        }
+    }
+}
+
+/// ENOSPC or EDQUOT: the filesystem (or the quota) is full.
+pub fn is_no_space(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
 }
