@@ -1,4 +1,5 @@
 //! Criterion micro-benchmarks, one module per tandem module; `benches/micro.rs` calls each
-//! module's `benchmarks(c)`.
+//! module's `benchmarks(c)`. Inputs are the golden vectors in tests/vectors.
 
 pub mod engine;
+pub mod wire;
