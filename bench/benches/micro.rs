@@ -3,5 +3,5 @@
 use criterion::{criterion_group, criterion_main};
 use tandem_bench::micro;
 
-criterion_group!(benches, micro::engine::benchmarks);
+criterion_group!(benches, micro::engine::benchmarks, micro::store::benchmarks);
 criterion_main!(benches);

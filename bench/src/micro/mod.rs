@@ -2,3 +2,4 @@
 //! module's `benchmarks(c)`.
 
 pub mod engine;
+pub mod store;
