@@ -2,6 +2,8 @@
 //! `main.rs` only calls [`main`].
 
 pub mod leases;
+pub mod plan;
+pub mod tune;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,6 +58,10 @@ Example:
     },
     /// Inspect, export or import the leases of a data directory (server stopped).
     Leases(leases::LeasesArgs),
+    /// Size a site: shards, memory, disk and failover bandwidth for a workload on a machine.
+    Plan(plan::PlanArgs),
+    /// Print (and with --apply set) the system settings a hardware profile needs.
+    Tune(tune::TuneArgs),
 }
 
 #[derive(Debug, Args)]
@@ -92,6 +98,8 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::CheckConfig { file } => check_config(&file),
         Command::Leases(args) => leases::run(args),
+        Command::Plan(args) => plan::run(&args),
+        Command::Tune(args) => tune::run(&args),
     }
 }
 

@@ -586,7 +586,13 @@ impl PacketIo for UringIo {
         };
         match waited {
             Ok(_) => {}
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME) | Some(libc::EINTR)) => {}
+            // Timeout, signal, or the kernel asking us to reap completions first (EBUSY/EAGAIN
+            // with a backlog of overflowed CQEs): all transient, the drain below handles them.
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN)
+                ) => {}
             Err(e) => return Err(e),
         }
         let mut delivered = 0;
@@ -782,6 +788,32 @@ mod tests {
         assert_eq!(echoed, (0..100).collect::<Vec<_>>());
         assert_eq!(io.stats().tx_errors, 0);
         assert_eq!(io.stats().rx_packets, 100);
+    }
+
+    #[test]
+    fn rearms_after_the_kernel_runs_out_of_buffers() {
+        // 40 datagrams queued before the first receive, 16 provided buffers: the multishot
+        // request fills every buffer, ends with ENOBUFS, and must be re-armed to get the rest.
+        let mut io = loopback_io();
+        let server = io.local_addr().unwrap();
+        let c = client();
+        for i in 0u32..40 {
+            c.send_to(&i.to_be_bytes(), server).unwrap();
+        }
+        let mut got = Vec::new();
+        for _ in 0..100 {
+            io.recv_batch(Some(Duration::from_millis(100)), &mut |_, p| {
+                got.push(u32::from_be_bytes(p.try_into().unwrap()))
+            })
+            .unwrap();
+            if got.len() == 40 {
+                break;
+            }
+        }
+        got.sort_unstable();
+        assert_eq!(got, (0..40).collect::<Vec<_>>());
+        assert!(io.stats().rx_rearms >= 1, "{:?}", io.stats());
+        assert_eq!(io.stats().rx_errors, 0);
     }
 
     #[test]

@@ -16,6 +16,7 @@
 
 pub mod duid;
 
+use std::net::{Ipv6Addr, SocketAddrV6};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -27,6 +28,7 @@ use crate::config::{Config, ConfigError, LocalInterface};
 use crate::engine::{Engine, ShardId};
 use crate::io::sys::{self, Interface};
 use crate::io::uring::{UringIo, UringOptions};
+use crate::io::PacketIo;
 use crate::lease::store::{self as lease_store, ShardTable, Store};
 use crate::lease::{Duid, Lease};
 use crate::shard::{self, Reflector, Service, Shard, ShardOptions, ShardReport};
@@ -265,9 +267,26 @@ pub fn serve(opts: &ServeOptions) -> Result<Vec<ShardReport>, ServeError> {
     }
     if opts.null_reflector {
         tracing::warn!("null reflector mode: echoing datagrams, not serving DHCPv6");
-        return run_shards(&p, |_, _, _| Ok(Reflector::default()));
+        return run_shards(&p, uring_io, |_, _, _| Ok(Reflector::default()));
     }
-    run_shards(&p, engine_service)
+    run_shards(&p, uring_io, engine_service)
+}
+
+/// Builds shard `index`'s io_uring socket on `[::]:<port>`.
+pub fn uring_io(ctx: &ServeContext, index: usize) -> Result<UringIo, String> {
+    let io = &ctx.config.io;
+    let mut uring = UringOptions::new(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, io.port, 0, 0));
+    uring.socket.recv_buffer = io.socket_recv_buffer;
+    uring.rx_batch = io.rx_batch;
+    uring.rx_buffers = io.rx_buffers;
+    uring.rx_buffer_size = io.rx_buffer_size;
+    uring.tx_slots = io.tx_slots;
+    // Only shard 0 receives multicast (see io::uring on SO_REUSEPORT and multicast); the
+    // shard loop hands each request to its owner.
+    if index == 0 {
+        uring.join_multicast = ctx.multicast.iter().map(|(i, _)| *i).collect();
+    }
+    UringIo::new(&uring).map_err(|e| format!("io_uring socket on [::]:{}: {e}", io.port))
 }
 
 /// Builds shard `index`'s DHCPv6 engine over its freshly built table.
@@ -293,15 +312,27 @@ pub struct ServeContext {
     pub config: Arc<Config>,
     pub server_duid: Duid,
     pub shards: usize,
+    /// Interfaces (index, name) where direct clients are (multicast groups joined).
+    pub multicast: Vec<(u32, String)>,
     /// Per shard: leases of other shards' clients on resources of its partition.
     pub foreign: Vec<Vec<Lease>>,
 }
 
 /// Spawns the shards, waits for a termination signal, stops them and collects reports.
-pub fn run_shards<S, F>(p: &Prepared, make_service: F) -> Result<Vec<ShardReport>, ServeError>
+///
+/// Each shard thread builds its own backend (`make_io`), table ([`build_table`]) and service
+/// (`make_service`) after pinning itself, so every backend (io_uring, AF_XDP) and service
+/// (engine, null reflector) runs through this same path.
+pub fn run_shards<P, S, FI, FS>(
+    p: &Prepared,
+    make_io: FI,
+    make_service: FS,
+) -> Result<Vec<ShardReport>, ServeError>
 where
+    P: PacketIo,
     S: Service,
-    F: Fn(&ServeContext, usize, &Table) -> Result<S, ServeError> + Send + Sync + 'static,
+    FI: Fn(&ServeContext, usize) -> Result<P, String> + Send + Sync + 'static,
+    FS: Fn(&ServeContext, usize, &Table) -> Result<S, ServeError> + Send + Sync + 'static,
 {
     let io = &p.config.io;
     let (links, wakers) = shard::mesh(p.shards, io.handoff_queue)
@@ -318,9 +349,11 @@ where
         config: p.config.clone(),
         server_duid: p.server_duid,
         shards: p.shards,
+        multicast: p.multicast.clone(),
         foreign,
     });
     let make_service = Arc::new(make_service);
+    let make_io = Arc::new(make_io);
     let shard_opts = ShardOptions {
         log_interval: match io.counters_interval {
             0 => Duration::from_secs(u64::from(u32::MAX)),
@@ -332,24 +365,10 @@ where
     let mut handles: Vec<JoinHandle<Result<ShardReport, String>>> = Vec::new();
     for links in links {
         let index = links.index();
-        let mut uring = UringOptions::new(std::net::SocketAddrV6::new(
-            std::net::Ipv6Addr::UNSPECIFIED,
-            io.port,
-            0,
-            0,
-        ));
-        uring.socket.recv_buffer = io.socket_recv_buffer;
-        uring.rx_batch = io.rx_batch;
-        uring.rx_buffers = io.rx_buffers;
-        uring.rx_buffer_size = io.rx_buffer_size;
-        uring.tx_slots = io.tx_slots;
-        // Only shard 0 receives multicast (see io::uring on SO_REUSEPORT and multicast).
-        if index == 0 {
-            uring.join_multicast = p.multicast.iter().map(|(i, _)| *i).collect();
-        }
         let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
         let ctx = ctx.clone();
         let make_service = make_service.clone();
+        let make_io = make_io.clone();
         let stop = stop.clone();
         let ready = ready_tx.clone();
         let table = tables.next();
@@ -363,9 +382,7 @@ where
                     }
                 }
                 let built = (|| {
-                    let socket = UringIo::new(&uring).map_err(|e| {
-                        format!("io_uring socket on [::]:{}: {e}", uring.socket.bind.port())
-                    })?;
+                    let socket = make_io(&ctx, index)?;
                     let table = table.ok_or("no lease table for this shard")?;
                     let service = make_service(&ctx, index, &table).map_err(|e| e.to_string())?;
                     Shard::new(socket, table, service, links, stop.clone(), opts)

@@ -44,7 +44,12 @@ impl Service for Recorder {
             preferred_lifetime: 100,
             valid_lifetime: 200,
             cltt: now.secs(),
-            expires_at: now.secs() + 200,
+            // A third byte 0xee asks for a lease that ends right away (expiry tests).
+            expires_at: if payload.get(2) == Some(&0xee) {
+                now.secs()
+            } else {
+                now.secs() + 200
+            },
             subnet: 0,
             partner_lifetime: 0,
             update_pending: false,
@@ -55,8 +60,8 @@ impl Service for Recorder {
         Some(TxMeta::reply_to(rx, rx.src))
     }
 
-    fn expire<T: LeaseTable>(&mut self, _now: Timestamp, _table: &mut T, _budget: usize) -> usize {
-        0
+    fn expire<T: LeaseTable>(&mut self, now: Timestamp, table: &mut T, budget: usize) -> usize {
+        table.expire(now.secs(), budget, &mut Vec::new())
     }
 
     fn log_counters(&self, _shard: usize) {}
@@ -316,4 +321,36 @@ fn run_answers_until_stopped_and_reports() {
     assert_eq!(report.counters.received, 1);
     assert_eq!(report.counters.answered, 1);
     assert_eq!(report.io.tx_packets, 1);
+}
+
+#[test]
+fn run_expires_leases_between_batches() {
+    let (io, addr) = socket();
+    let (mut links, wakers) = mesh(1, 8).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let shard = Shard::new(
+        io,
+        MemoryTable::new(),
+        Recorder { index: 0 },
+        links.remove(0),
+        stop.clone(),
+        ShardOptions {
+            tick: Duration::from_millis(10),
+            expire_interval: Duration::from_millis(10),
+            ..ShardOptions::default()
+        },
+    )
+    .unwrap();
+    let t = std::thread::spawn(move || shard.run());
+    let c = client();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    c.send_to(&[0, 4, 0xee], addr).unwrap();
+    assert!(recv(&c).is_some());
+    // The lease ends at its grant time (whole seconds): the next expiry pass, within
+    // 10 ms, moves it Active → Expired.
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::SeqCst);
+    wakers[0].wake();
+    let report = t.join().unwrap().unwrap();
+    assert!(report.counters.expired >= 1, "{:?}", report.counters);
 }

@@ -63,6 +63,9 @@ pub struct Params {
     /// New exchanges per second (open loop); `None` = as fast as the server answers, keeping
     /// at most `window` transactions outstanding (closed loop).
     pub rate: Option<f64>,
+    /// Renew without `rate`: renew at `subscribers / T1` (the site's steady state) instead
+    /// of as fast as the server answers.
+    pub renew_at_t1: bool,
     pub window: u32,
     /// Measured phase length.
     pub duration_us: u64,
@@ -77,6 +80,9 @@ pub struct Params {
     /// How long to wait for outstanding transactions once the measured phase ends.
     pub drain_us: u64,
 }
+
+/// Longest warm-up (binding the population before renew/churn/mixed).
+const WARMUP_LIMIT_US: u64 = 120_000_000;
 
 const IDLE: u8 = 0;
 const BOUND: u8 = 1;
@@ -374,8 +380,12 @@ impl Driver {
         match self.phase {
             Phase::Warmup => {
                 // Warm-up ends when every subscriber has had its bind attempt answered or
-                // dropped.
-                if self.cursor >= u64::from(self.p.subscribers) && self.outstanding == 0 {
+                // dropped. A server that never answers some of them does not hold the run
+                // hostage: after WARMUP_LIMIT_US the measured phase starts anyway.
+                let all_tried = self.cursor >= u64::from(self.p.subscribers);
+                if (all_tried && self.outstanding == 0)
+                    || now_us >= self.phase_start_us + WARMUP_LIMIT_US
+                {
                     self.warmup_us = now_us;
                     self.warmup_bound = self
                         .subs
@@ -428,7 +438,7 @@ impl Driver {
         self.phase_rate = match (self.p.scenario, self.p.rate) {
             // "Steady renewals": every bound subscriber renews once per T1, so the site's
             // renewal rate is subscribers / T1 (T1 as the server granted it in warm-up).
-            (Scenario::Renew, None) => self
+            (Scenario::Renew, None) if self.p.renew_at_t1 => self
                 .mean_t1_secs()
                 .map(|t1| self.warmup_bound.max(1) as f64 / t1),
             (_, rate) => rate,
@@ -449,7 +459,8 @@ impl Driver {
 
     fn sample(&mut self, now_us: u64) {
         let secs = (now_us - self.interval_start_us) as f64 / 1e6;
-        if secs <= 0.0 {
+        // A last sliver of an interval (the drain's end) would plot as noise.
+        if secs < 0.1 {
             return;
         }
         self.series.push(Sample {
@@ -476,7 +487,8 @@ impl Driver {
         }
         let msg_type = message_for(s.state);
         let (_, _, mrc) = retransmission(msg_type);
-        let retry = self.p.retransmit
+        // Warm-up always retransmits: the measured phase needs the population bound.
+        let retry = (self.p.retransmit || s.flags & FLAG_WARMUP != 0)
             && self.phase != Phase::Done
             && !(mrc != 0 && u32::from(s.attempts) + 1 >= mrc);
         if retry {
@@ -488,8 +500,10 @@ impl Driver {
             return;
         }
         // RFC 8415 §18.2.7: a Release that is never answered still ends the binding.
-        let released = s.state == RELEASING;
-        if released {
+        // A client whose Solicit/Request or Release failed holds no binding (an address
+        // from an Advertise is only an offer, RFC 8415 §18.2.2); a failed Renew/Rebind
+        // keeps its binding until the valid lifetime ends.
+        if matches!(s.state, SOLICITING | REQUESTING | RELEASING) {
             s.addr = [0; 16];
             s.prefix_len = 0;
         }
@@ -536,10 +550,12 @@ impl Driver {
                 return self.transmit(now_us, sub, buf);
             }
         }
-        // Open loop: catch up at most 10 ms of backlog after a stall rather than bursting.
+        // Open loop: after a stall (the rig descheduled), catch up at most 50 ms (or 10
+        // exchanges) of backlog rather than bursting everything missed at once; the
+        // report's exchanges/s then shows the rate actually offered.
         if let (Phase::Measure, Some(rate)) = (self.phase, self.phase_rate) {
             let due = ((now_us - self.phase_start_us) as f64 / 1e6 * rate) as u64;
-            let cap = (rate / 100.0).max(1.0) as u64;
+            let cap = (rate / 20.0).max(10.0) as u64;
             if due > self.started + cap {
                 self.started = due - cap;
             }
@@ -661,7 +677,7 @@ impl Driver {
             }
         };
         let len = packet::emit(&m, relay.as_ref(), buf)?;
-        let timeout_ms = if self.p.retransmit {
+        let timeout_ms = if self.p.retransmit || s.flags & FLAG_WARMUP != 0 {
             retransmission_timeout_ms(msg_type, s.attempts, s.xid ^ sub)
         } else {
             self.p.timeout_us / 1000
@@ -797,6 +813,10 @@ impl Driver {
             self.ready.push_back(sub);
             return;
         }
+        if !outcome_ok && matches!(s.state, SOLICITING | REQUESTING) {
+            s.addr = [0; 16];
+            s.prefix_len = 0;
+        }
         let exchange_latency = u64::from((now_us as u32).wrapping_sub(s.exchange_us)).max(1);
         s.state = s.stable_state();
         s.flags = 0;
@@ -876,4 +896,334 @@ fn message_for(state: u8) -> u8 {
 fn mix_choice(sub: u32, round: u64) -> u32 {
     let h = (u64::from(sub) ^ round.rotate_left(32)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     ((h >> 32) % 10) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rig::packet::{opt, options};
+
+    /// A minimal DHCPv6 server for driving the state machine: grants 2001:db8::<n> and
+    /// 2001:db8:8000:<n>::/56 to subscriber n (or refuses with NoAddrsAvail/NoPrefixAvail),
+    /// answers relayed messages with a Relay-repl, echoes nothing else.
+    struct TestServer {
+        grant: bool,
+        seen: Vec<u8>,
+        renew_addrs: Vec<Ipv6Addr>,
+    }
+
+    impl TestServer {
+        fn new(grant: bool) -> Self {
+            TestServer {
+                grant,
+                seen: Vec::new(),
+                renew_addrs: Vec::new(),
+            }
+        }
+
+        fn respond(&mut self, req: &[u8]) -> Option<Vec<u8>> {
+            if req[0] == msg::RELAY_FORW {
+                let inner = options(&req[34..])
+                    .filter_map(Result::ok)
+                    .find(|(c, _)| *c == opt::RELAY_MSG)?
+                    .1;
+                let r = self.respond(inner)?;
+                let mut out = req[..34].to_vec();
+                out[0] = msg::RELAY_REPL;
+                out.extend_from_slice(&opt::RELAY_MSG.to_be_bytes());
+                out.extend_from_slice(&(r.len() as u16).to_be_bytes());
+                out.extend_from_slice(&r);
+                return Some(out);
+            }
+            let t = req[0];
+            self.seen.push(t);
+            let mut client = None;
+            let (mut na, mut pd, mut rapid) = (false, false, false);
+            for (code, body) in options(&req[4..]).map(Result::unwrap) {
+                match code {
+                    opt::CLIENTID => client = Some(body.to_vec()),
+                    opt::IA_NA => {
+                        na = true;
+                        if t == msg::RENEW && body.len() >= 12 + 28 {
+                            let a: [u8; 16] = body[16..32].try_into().unwrap();
+                            self.renew_addrs.push(Ipv6Addr::from(a));
+                        }
+                    }
+                    opt::IA_PD => pd = true,
+                    opt::RAPID_COMMIT => rapid = true,
+                    _ => {}
+                }
+            }
+            let client = client?;
+            let n = packet::subscriber_of(1, &client)?;
+            let reply_type = if t == msg::SOLICIT && !rapid {
+                msg::ADVERTISE
+            } else {
+                msg::REPLY
+            };
+            let mut r = vec![reply_type, req[1], req[2], req[3]];
+            let mut put = |code: u16, body: &[u8]| {
+                r.extend_from_slice(&code.to_be_bytes());
+                r.extend_from_slice(&(body.len() as u16).to_be_bytes());
+                r.extend_from_slice(body);
+            };
+            put(opt::CLIENTID, &client);
+            put(opt::SERVERID, &[0, 1, 2, 3]);
+            if t == msg::RELEASE {
+                put(opt::STATUS_CODE, &[0, 0]);
+                return Some(r);
+            }
+            let head = [0, 0, 0, 1, 0, 0, 0, 50, 0, 0, 0, 80];
+            if na {
+                let mut ia = head.to_vec();
+                if self.grant {
+                    let a = Ipv6Addr::from(0x2001_0db8_u128 << 96 | u128::from(n));
+                    ia.extend_from_slice(&[0, 5, 0, 24]);
+                    ia.extend_from_slice(&a.octets());
+                    ia.extend_from_slice(&[0, 0, 0, 100, 0, 0, 0, 200]);
+                } else {
+                    ia.extend_from_slice(&[0, 13, 0, 2, 0, 2]);
+                }
+                put(opt::IA_NA, &ia);
+            }
+            if pd {
+                let mut ia = head.to_vec();
+                if self.grant {
+                    let p = Ipv6Addr::from((0x2001_0db8_8000_u128 << 80) | (u128::from(n) << 72));
+                    ia.extend_from_slice(&[0, 26, 0, 25, 0, 0, 0, 100, 0, 0, 0, 200, 56]);
+                    ia.extend_from_slice(&p.octets());
+                } else {
+                    ia.extend_from_slice(&[0, 13, 0, 2, 0, 6]);
+                }
+                put(opt::IA_PD, &ia);
+            }
+            Some(r)
+        }
+    }
+
+    fn params(scenario: Scenario, subscribers: u32) -> Params {
+        Params {
+            scenario,
+            subscribers,
+            rate: None,
+            renew_at_t1: true,
+            window: 16,
+            duration_us: 200_000,
+            path: Path::Relayed {
+                link_base: "2001:db8:2::".parse().unwrap(),
+                relays: 4,
+            },
+            pd: true,
+            seed: 1,
+            retransmit: false,
+            timeout_us: 100_000,
+            spread_us: 500_000,
+            drain_us: 200_000,
+        }
+    }
+
+    /// Runs the driver on a virtual clock in 100 µs steps; `answer(k)` decides whether the
+    /// k-th request reaches the server.
+    fn drive(d: &mut Driver, srv: &mut TestServer, mut answer: impl FnMut(u64) -> bool) -> u64 {
+        let mut buf = [0u8; packet::MAX_PACKET];
+        let mut now = 0u64;
+        let mut k = 0u64;
+        while d.phase() != Phase::Done {
+            d.handle_timeouts(now);
+            // Replies arrive after the tick's sends, as over a network.
+            let mut replies = Vec::new();
+            while let Some(n) = d.poll_transmit(now, &mut buf) {
+                k += 1;
+                if answer(k) {
+                    replies.extend(srv.respond(&buf[..n]));
+                }
+            }
+            for r in replies {
+                d.handle_datagram(now + 50, &r);
+            }
+            now += 100;
+            assert!(now < 600_000_000, "run did not end");
+        }
+        now
+    }
+
+    #[test]
+    fn subscriber_state_fits_the_memory_budget() {
+        assert!(
+            Driver::bytes_per_subscriber() <= 64,
+            "{}",
+            Driver::bytes_per_subscriber()
+        );
+    }
+
+    #[test]
+    fn sarr_completes_four_message_exchanges() {
+        let mut d = Driver::new(params(Scenario::Sarr, 1000));
+        let mut srv = TestServer::new(true);
+        drive(&mut d, &mut srv, |_| true);
+        let c = &d.counters;
+        assert!(c.completed > 1000, "{c:?}");
+        // Closed loop: never more than `window` transactions out.
+        assert!(d.series.iter().all(|x| x.outstanding <= 16));
+        assert_eq!(c.transactions, 2 * c.completed);
+        assert_eq!(
+            (c.drops, c.unexpected, c.no_addrs_avail, c.empty_replies),
+            (0, 0, 0, 0)
+        );
+        assert_eq!(d.latency.len(), c.completed);
+        assert!(srv.seen.contains(&msg::REQUEST));
+    }
+
+    #[test]
+    fn rapid_commit_is_one_transaction() {
+        let mut d = Driver::new(params(Scenario::Rapid, 100));
+        let mut srv = TestServer::new(true);
+        drive(&mut d, &mut srv, |_| true);
+        assert_eq!(d.counters.transactions, d.counters.completed);
+        assert!(!srv.seen.contains(&msg::REQUEST));
+    }
+
+    #[test]
+    fn open_loop_rate_is_kept() {
+        let mut p = params(Scenario::Rapid, 100_000);
+        p.rate = Some(20_000.0);
+        p.duration_us = 1_000_000;
+        let mut d = Driver::new(p);
+        drive(&mut d, &mut TestServer::new(true), |_| true);
+        // 1 s at 20k/s, ± one 10 ms catch-up slice.
+        let done = d.counters.completed as f64;
+        assert!((done - 20_000.0).abs() <= 200.0, "{done}");
+    }
+
+    #[test]
+    fn lost_requests_are_drops_without_retransmission() {
+        let mut d = Driver::new(params(Scenario::Rapid, 500));
+        drive(&mut d, &mut TestServer::new(true), |k| k % 10 != 0);
+        let c = &d.counters;
+        assert!(c.drops > 0 && c.retransmits == 0, "{c:?}");
+        // Every request is answered, dropped, or still out at the end.
+        assert_eq!(c.sent, c.completed + c.drops + c.unfinished);
+    }
+
+    #[test]
+    fn retransmission_recovers_lost_requests() {
+        let mut p = params(Scenario::Avalanche, 300);
+        p.retransmit = true;
+        p.duration_us = 10_000_000;
+        p.drain_us = 60_000_000;
+        let mut d = Driver::new(p);
+        drive(&mut d, &mut TestServer::new(true), |k| k % 5 != 0);
+        let c = &d.counters;
+        assert_eq!(c.completed, 300, "{c:?}");
+        assert!(c.retransmits > 0 && c.drops == 0, "{c:?}");
+        // RFC 8415 §15: the first retransmission comes after ~1 s (IRT ± 10%).
+        assert!(d.latency.max() >= 900_000, "{}", d.latency.max());
+    }
+
+    #[test]
+    fn renew_carries_the_granted_leases() {
+        let mut p = params(Scenario::Renew, 200);
+        p.rate = Some(1000.0);
+        let mut d = Driver::new(p);
+        let mut srv = TestServer::new(true);
+        drive(&mut d, &mut srv, |_| true);
+        assert_eq!(d.warmup_bound, 200);
+        // 0.2 s at 1000/s.
+        assert!(d.counters.completed >= 195, "{:?}", d.counters);
+        assert!(!srv.renew_addrs.is_empty());
+        for a in &srv.renew_addrs {
+            let n = (u128::from(*a) & 0xffff_ffff) as u32;
+            assert_eq!(u128::from(*a), 0x2001_0db8_u128 << 96 | u128::from(n));
+        }
+    }
+
+    #[test]
+    fn renew_defaults_to_subscribers_over_t1() {
+        let mut d = Driver::new(params(Scenario::Renew, 500));
+        drive(&mut d, &mut TestServer::new(true), |_| true);
+        // T1 = 50 s from the server: 500 / 50 = 10 renewals per second.
+        assert_eq!(d.mean_t1_secs(), Some(50.0));
+        assert_eq!(d.rate(), Some(10.0));
+        // Calibration renews as fast as the server answers instead.
+        let mut p = params(Scenario::Renew, 500);
+        p.renew_at_t1 = false;
+        let mut d = Driver::new(p);
+        drive(&mut d, &mut TestServer::new(true), |_| true);
+        assert_eq!(d.rate(), None);
+        assert!(d.counters.completed > 1000, "{:?}", d.counters);
+    }
+
+    #[test]
+    fn churn_releases_then_binds_again() {
+        let mut d = Driver::new(params(Scenario::Churn, 100));
+        let mut srv = TestServer::new(true);
+        drive(&mut d, &mut srv, |_| true);
+        let c = &d.counters;
+        assert!(c.completed > 0);
+        // Release + Solicit + Request per churn exchange.
+        assert_eq!(c.transactions, 3 * c.completed, "{c:?}");
+        assert!(srv.seen.contains(&msg::RELEASE));
+    }
+
+    #[test]
+    fn mixed_sends_every_kind_of_message() {
+        let mut d = Driver::new(params(Scenario::Mixed, 2000));
+        let mut srv = TestServer::new(true);
+        drive(&mut d, &mut srv, |_| true);
+        for t in [
+            msg::RENEW,
+            msg::REBIND,
+            msg::RELEASE,
+            msg::INFORMATION_REQUEST,
+        ] {
+            assert!(srv.seen.contains(&t), "message type {t} never sent");
+        }
+        assert_eq!(d.counters.drops, 0);
+    }
+
+    #[test]
+    fn refusals_are_counted_and_bind_nothing() {
+        let mut d = Driver::new(params(Scenario::Sarr, 100));
+        drive(&mut d, &mut TestServer::new(false), |_| true);
+        let c = &d.counters;
+        assert_eq!(c.completed, 0);
+        assert!(
+            c.no_addrs_avail > 0 && c.no_prefix_avail == c.no_addrs_avail,
+            "{c:?}"
+        );
+        assert!(d.subs.iter().all(|s| s.stable_state() == IDLE));
+    }
+
+    #[test]
+    fn reflected_packets_complete_as_empty_replies() {
+        let mut d = Driver::new(params(Scenario::Sarr, 100));
+        let mut buf = [0u8; packet::MAX_PACKET];
+        let mut now = 0;
+        while d.phase() != Phase::Done {
+            d.handle_timeouts(now);
+            let mut replies = Vec::new();
+            while let Some(n) = d.poll_transmit(now, &mut buf) {
+                assert!(packet::reflect_in_place(&mut buf[..n]));
+                replies.push(buf[..n].to_vec());
+            }
+            for r in replies {
+                d.handle_datagram(now + 50, &r);
+            }
+            now += 100;
+        }
+        assert!(d.counters.completed > 0);
+        assert_eq!(d.counters.empty_replies, 2 * d.counters.completed);
+    }
+
+    #[test]
+    fn retransmission_timeouts_follow_rfc8415() {
+        for attempt in 0..3u8 {
+            let rt = retransmission_timeout_ms(msg::SOLICIT, attempt, 12345);
+            let base = 1000 << attempt;
+            assert!(rt as f64 >= base as f64 * 0.9f64.powi(i32::from(attempt) + 1) - 1.0);
+            assert!(rt as f64 <= base as f64 * 1.1f64.powi(i32::from(attempt) + 1) + 1.0);
+        }
+        // REQ_MAX_RT caps the Request back-off at 30 s (± RAND).
+        assert!(retransmission_timeout_ms(msg::REQUEST, 9, 1) <= 33_000);
+    }
 }

@@ -297,7 +297,7 @@ pub struct ReplyView<'a> {
 }
 
 /// Iterates (code, body) over an option area, failing on the first overrun.
-fn options(mut area: &[u8]) -> impl Iterator<Item = Result<(u16, &[u8]), ParseError>> {
+pub(crate) fn options(mut area: &[u8]) -> impl Iterator<Item = Result<(u16, &[u8]), ParseError>> {
     std::iter::from_fn(move || {
         if area.is_empty() {
             return None;
