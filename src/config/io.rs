@@ -79,6 +79,9 @@ pub struct IoSection {
     pub handoff_queue: usize,
     /// Seconds between periodic counter logs; 0 logs only at exit.
     pub counters_interval: u64,
+    /// `[io.xdp]`: the AF_XDP backend's settings (src/config/xdp.rs).
+    #[serde(deserialize_with = "crate::config::xdp::deserialize_validated")]
+    pub xdp: crate::config::xdp::XdpConfig,
 }
 
 impl Default for IoSection {
@@ -96,6 +99,7 @@ impl Default for IoSection {
             socket_recv_buffer: 8 << 20,
             handoff_queue: 4096,
             counters_interval: 60,
+            xdp: crate::config::xdp::XdpConfig::default(),
         }
     }
 }

@@ -38,6 +38,7 @@
 pub mod file;
 pub mod io;
 pub mod store;
+pub mod xdp;
 
 use std::fmt;
 use std::net::Ipv6Addr;

@@ -55,6 +55,19 @@ pub fn holds_resource(lease: &Lease) -> bool {
     )
 }
 
+/// May a client renewing or rebinding `resource` (RFC 8415 §18.3.4, §18.3.5) be given it,
+/// when the local record is `local`? Yes unless another client holds an unexpired ACTIVE
+/// binding on it. An EXPIRED or RELEASED record of another client waiting for the
+/// partner's acknowledgement does not block the claim: the partner can only have given the
+/// resource to the claimant after it processed that release or expiry, and nobody else
+/// holds it. (New allocations, in contrast, must treat such records as taken.)
+pub fn claimable_by(local: Option<&Lease>, client: &Duid, now_secs: u64) -> bool {
+    match local {
+        None => true,
+        Some(l) => l.duid == *client || !l.is_bound_at(now_secs),
+    }
+}
+
 /// The engine's Active → Expired transition under failover: the record stays (holding the
 /// resource) with no deadline until the partner acknowledges the EXPIRED update, and is
 /// marked for sending (Figure 2 transition 8, §7.4 "MUST be sent").
@@ -109,11 +122,12 @@ pub fn record_of(lease: &Lease, desired: u32, base_time: u64, t1: u32, t2: u32) 
             })
         }),
         partner_raw_clt_time: None,
-        // The greatest lifetime this server acknowledged for the lease (§7.3). For a lease
-        // learned from the partner, `expires_at` already includes every partner lifetime we
-        // acknowledged (see [`store`]); for our own it is the client's end. Never less than
-        // what we acknowledged, which is the direction that keeps the MCLT rule safe.
-        expiration_time: timed.then(|| to_wire(lease.expires_at)),
+        // The greatest lifetime this server acknowledged for the lease (§7.3). [`store`]
+        // keeps every partner lifetime we acknowledged in `partner_lifetime` (with the
+        // partner's own acknowledgements), so the later of that and the client's end is
+        // never less than what we acknowledged, and never more than what our PARTNER-DOWN
+        // reuse time (`mclt::reuse_time`) waits for: the direction that keeps §4.4 safe.
+        expiration_time: timed.then(|| to_wire(lease.expires_at.max(lease.partner_lifetime))),
         partner_lifetime_sent: None,
         status_code: None,
     }
@@ -155,7 +169,17 @@ pub fn resolve(
     // client-last-transaction-time if one appears, or the start-time-of-state."
     let local_time = local.cltt;
     let outdated = Verdict::Reject(StatusCode::OutdatedBindingInformation);
-    let accept = if later(update_time, local_time) {
+    // Within ±5 s both servers would reject each other's data for ever (both keep their
+    // flag, neither is "clearly later"): a release or grant racing the partner's update
+    // would strand the lease. Ties go to ACTIVE, then RELEASED and the free states, then
+    // EXPIRED, so both sides pick the same version, and the one that keeps a resource
+    // held when the order of the two events is unknowable (a client may have been
+    // granted the lease again at the partner right after releasing it here). A tie won
+    // by ACTIVE only delays reuse until the lease expires on both sides
+    // (docs/FAILOVER.md D7).
+    let tie_won = !later(local_time, update_time)
+        && (tie_rank(rec.status), update_time) > (tie_rank(local.state), local_time);
+    let accept = if later(update_time, local_time) || tie_won {
         Verdict::Accept
     } else {
         outdated
@@ -176,6 +200,13 @@ pub fn resolve(
         outdated
     };
     use BindingState as B;
+    // Both servers agree already (e.g. both expired the lease on their own): accepting
+    // changes nothing and lets each side's PENDING-FREE step proceed. The letter of
+    // Figure 4 ("accept iff later") would reject both and strand the lease
+    // (docs/FAILOVER.md D6).
+    if local.duid == *client && local.state == rec.status && local.state != B::Active {
+        return Verdict::Accept;
+    }
     match (local.state, rec.status) {
         (B::Active, B::Active) => {
             // accept(3).
@@ -191,6 +222,15 @@ pub fn resolve(
         (B::Active, B::Reset | B::Abandoned) => accept,
         (B::Reset, B::Active) => time2,
         _ => accept,
+    }
+}
+
+/// Precedence between binding statuses whose times compare equal (see [`resolve`]).
+fn tie_rank(s: BindingState) -> u8 {
+    match s {
+        BindingState::Expired => 1,
+        BindingState::Active => 3,
+        _ => 2,
     }
 }
 
@@ -221,17 +261,18 @@ pub fn store(
     let start = rec.start_time_of_state.map(to_unix).unwrap_or(0);
     let cltt = rec.clt_abs(base_time).map(to_unix).unwrap_or(start);
     let state_exp = rec.state_expiration_time.map(to_unix).unwrap_or(u64::MAX);
-    // partner-lifetime (123) → our expiration-time. The lease model has one deadline, so
-    // it holds the later of the client's end and the partner lifetime we acknowledge: the
-    // resource stays held here until both have passed (§4.4: the partner's client may hold
-    // it until then), and PARTNER-DOWN reuse waits MCLT beyond it (§8.4.1).
-    let exp = rec.partner_lifetime.map(to_unix).unwrap_or(0);
+    // Figure 5: partner-lifetime (123) → our expiration-time, and expiration-time (120) →
+    // our acknowledged partner lifetime ("only if later"). The lease model has one field
+    // for both: `partner_lifetime` keeps the later of them. Folding our expiration-time in
+    // lets this server extend the client up to MCLT beyond a lifetime the *partner*
+    // promised to respect, which is safe: the partner's own PARTNER-DOWN reuse waits MCLT
+    // past the partner lifetime it sent (§8.4.1), and ours waits past this field.
     let same_client = local.filter(|l| l.duid == *client && l.iaid == rec.iaid);
-    // expiration-time (120) → our acknowledged partner lifetime, "only if later".
     let acked = rec
         .expiration_time
         .map(to_unix)
         .unwrap_or(0)
+        .max(rec.partner_lifetime.map(to_unix).unwrap_or(0))
         .max(same_client.map_or(0, |l| l.partner_lifetime));
     Stored::Upsert(Lease {
         resource: rec.resource,
@@ -242,7 +283,7 @@ pub fn store(
         preferred_lifetime: rec.preferred_lifetime,
         valid_lifetime: rec.valid_lifetime,
         cltt,
-        expires_at: state_exp.max(exp),
+        expires_at: state_exp,
         subnet,
         partner_lifetime: acked,
         update_pending: false,
@@ -320,13 +361,19 @@ mod tests {
             resolve(Some(&local), &duid(1), &r, b, p, NOW + 101),
             Verdict::Accept
         );
-        // ACTIVE vs RELEASED: accept iff later (±5 s is equal).
+        // ACTIVE vs RELEASED: accept iff later; a release within ±5 s of the local grant
+        // loses the tie to ACTIVE (D7), and the RELEASED side accepts the ACTIVE one.
         let mut rel = lease(BindingState::Active, NOW - 300, NOW, 1);
         release(&mut rel, NOW - 97);
         let (r, b) = rec_of(&rel);
         assert_eq!(
             resolve(Some(&local), &duid(1), &r, b, p, NOW),
             Verdict::Reject(StatusCode::OutdatedBindingInformation)
+        );
+        let (r2, b2) = rec_of(&local);
+        assert_eq!(
+            resolve(Some(&rel), &duid(1), &r2, b2, p, NOW),
+            Verdict::Accept
         );
         release(&mut rel, NOW - 90);
         let (r, b) = rec_of(&rel);
@@ -348,9 +395,11 @@ mod tests {
         };
         assert_eq!(got.cltt, NOW - 10);
         assert_eq!(got.state, BindingState::Active);
-        // expires_at covers the partner lifetime (cltt + desired + valid/2 here).
-        assert_eq!(got.expires_at, NOW - 10 + 200 + 100);
-        assert_eq!(got.partner_lifetime, NOW + 200);
+        // The client's end is kept; `partner_lifetime` is the latest of the partner
+        // lifetime (cltt + desired + valid/2 = NOW + 290) and the sender's
+        // expiration-time (its own acknowledged lifetime, NOW + 500).
+        assert_eq!(got.expires_at, NOW + 200);
+        assert_eq!(got.partner_lifetime, NOW + 500);
         let mut rel = sent;
         release(&mut rel, NOW);
         let (r, b) = rec_of(&rel);

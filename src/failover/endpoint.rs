@@ -1249,7 +1249,7 @@ impl Endpoint {
                             .map(binding::to_unix);
                         self.acknowledged(now, table, sent, sent_plt);
                     } else if let Some(code) = code {
-                        self.rejected(table, sent, code);
+                        self.rejected(sent, code);
                     }
                 }
             }
@@ -1304,7 +1304,7 @@ impl Endpoint {
         let _ = table.upsert(l);
     }
 
-    fn rejected(&mut self, table: &mut dyn LeaseTable, sent: &SentLease, code: StatusCode) {
+    fn rejected(&mut self, sent: &SentLease, code: StatusCode) {
         self.events.push_back(Event::UpdateRejected {
             resource: sent.resource,
             code,
@@ -1313,13 +1313,10 @@ impl Endpoint {
             self.events
                 .push_back(Event::Alarm(Alarm::AddressConflict(sent.resource)));
         }
-        // The partner holds newer data and will send it (§7.5.4); stop insisting.
-        if let Some(mut l) = table.by_resource(&sent.resource) {
-            if l.duid == sent.duid && l.update_pending {
-                l.update_pending = false;
-                let _ = table.upsert(l);
-            }
-        }
+        // §7.7: rejections are only remembered. The lease keeps its "update partner" flag,
+        // so the periodic scan (not an immediate resend) retries until one side's data is
+        // clearly newer; the partner, which set its own flag when rejecting (§7.5.4),
+        // sends its version meanwhile. Accepting that version clears our flag.
     }
 
     fn on_update_request(&mut self, table: &mut dyn LeaseTable, xid: u32, all: bool) {
@@ -1608,10 +1605,14 @@ impl Endpoint {
                 Self::alloc_xid(&mut self.next_xid, &self.outstanding, self.update_request),
             ),
             Control::UpdateRequest { xid, all } => (
-                if *all {
-                    MessageType::Updreqall
-                } else {
-                    MessageType::Updreq
+                // §8.5.2: the UPDDONE timeout runs from the request (and each BNDUPD).
+                {
+                    self.last_update_rx = now;
+                    if *all {
+                        MessageType::Updreqall
+                    } else {
+                        MessageType::Updreq
+                    }
                 },
                 *xid,
             ),

@@ -69,10 +69,10 @@ pub fn respects_mclt(lease: &Lease, now_secs: u64, mclt: u32, partner_down: bool
 
 /// RFC 8156 §8.4.1 / §4.2.2.1: earliest time a server in PARTNER-DOWN may give the resource
 /// of `lease` (Expired or Released, never acknowledged by the partner) to another client:
-/// MCLT after the latest of the client's expiration time, the acknowledged partner lifetime
-/// and the PARTNER-DOWN entry time. `expires_at` of a lease learned from the partner already
-/// includes the partner lifetime the partner sent (see `binding::store`), so it covers the
-/// "most recently acknowledged to the partner" term as well.
+/// MCLT after the latest of the client's end, the partner lifetimes (acknowledged by and
+/// to the partner, both kept in [`Lease::partner_lifetime`] by `binding::store`) and the
+/// PARTNER-DOWN entry time ("if this time would be earlier than ... the time the server
+/// entered PARTNER-DOWN state plus the MCLT is used").
 pub fn reuse_time(lease: &Lease, client_end: u64, partner_down_entered: u64, mclt: u32) -> u64 {
     client_end
         .max(lease.partner_lifetime)

@@ -10,6 +10,7 @@
 
 pub mod sys;
 pub mod uring;
+pub mod xdp;
 
 pub use sys::Waker;
 

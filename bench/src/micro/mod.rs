@@ -1,5 +1,6 @@
 //! Criterion micro-benchmarks, one module per tandem module; `benches/micro.rs` calls each
 //! module's `benchmarks(c)`. Inputs are the golden vectors in tests/vectors.
 
+pub mod cputime;
 pub mod engine;
 pub mod wire;

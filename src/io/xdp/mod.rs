@@ -1,0 +1,1072 @@
+//! The AF_XDP backend: DHCPv6 frames straight from each NIC queue's rings into the shard
+//! that owns the queue, and replies framed in place in UMEM and sent back on the same rings.
+//!
+//! ```text
+//!  NIC queue q ──► XDP program (bpf/tandem_xdp.c): UDP/547? ──► XSKMAP[q] ──► AF_XDP socket
+//!                       └─ everything else (ND, ICMPv6, TCP, ...) ──► kernel stack
+//!  AF_XDP socket (q) ──► XdpIo::recv_batch: parse Ethernet/VLAN/IPv6/UDP in the RX frame,
+//!                        hand the payload slice to the shard loop, recycle to the fill ring
+//!  shard loop ──► XdpIo::send: frame the reply in a free UMEM frame (MACs reflected, tags
+//!                 kept, IPv6+UDP built, checksum), queue on TX ──► flush: sendto() kick
+//! ```
+//!
+//! [`XdpDataPlane::open`] attaches the program to each interface, opens one socket per
+//! queue and groups them into one [`XdpIo`] per shard (queue q → shard q mod shards). Each
+//! `XdpIo` implements [`PacketIo`], so the shard loop, engine and store are the same as on
+//! the io_uring path. The `XdpDataPlane` stays with the main thread: dropping it detaches the
+//! programs (bpf_link; the kernel also detaches them if the process is killed).
+//!
+//! UMEM layout per socket: the first `ring_size` frames circulate through the fill and RX
+//! rings (so the fill ring can always take every RX frame back), the rest carry replies
+//! through the TX and completion rings.
+
+pub mod frame;
+pub mod program;
+
+use std::io;
+use std::net::{Ipv6Addr, UdpSocket};
+use std::num::NonZeroU32;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use xsk_rs::config::{
+    BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig,
+};
+use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
+
+use self::frame::{FrameError, ReplyFraming};
+use self::program::{XdpCounters, XdpProgram};
+use super::sys::Waker;
+use super::{IoStats, PacketIo, RxMeta, TxMeta};
+use crate::config::xdp::{BindMode, XdpConfig};
+
+pub use self::program::{AttachedMode, XdpCounter};
+
+/// Why the AF_XDP data plane could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum XdpError {
+    #[error(
+        "{what}: permission denied. The AF_XDP backend needs CAP_BPF and CAP_NET_ADMIN (and \
+         CAP_NET_RAW for the sockets): run as root or `setcap cap_bpf,cap_net_admin,cap_net_raw+ep` \
+         the tandem binary; or set [io.xdp] fallback = \"uring\""
+    )]
+    Permission { what: String },
+    #[error("interface {0}: no such interface")]
+    NoSuchInterface(String),
+    #[error(
+        "interface {interface}: the driver refused {mode} XDP ({reason}); use attach_mode = \
+         \"auto\" or \"generic\", or fallback = \"uring\""
+    )]
+    AttachUnsupported {
+        interface: String,
+        mode: &'static str,
+        reason: String,
+    },
+    #[error("interface {interface}: attaching the XDP program failed: {reason}")]
+    Attach { interface: String, reason: String },
+    #[error("loading the XDP program: {0}")]
+    Program(String),
+    #[error("interface {interface} queue {queue}: {reason}")]
+    Socket {
+        interface: String,
+        queue: u32,
+        reason: String,
+    },
+    #[error("{0}")]
+    Config(String),
+}
+
+/// The OS error codes found along an error's source chain.
+fn os_errors(error: &(dyn std::error::Error + 'static)) -> Vec<i32> {
+    let mut codes = Vec::new();
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if let Some(code) = e
+            .downcast_ref::<io::Error>()
+            .and_then(io::Error::raw_os_error)
+        {
+            codes.push(code);
+        }
+        next = e.source();
+    }
+    codes
+}
+
+fn full_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(e) = next {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        next = e.source();
+    }
+    text
+}
+
+fn is_permission_code(code: i32) -> bool {
+    code == libc::EPERM || code == libc::EACCES
+}
+
+impl XdpError {
+    fn from_load(interface: &str, error: &(dyn std::error::Error + 'static)) -> XdpError {
+        if os_errors(error).into_iter().any(is_permission_code) {
+            XdpError::Permission {
+                what: format!("loading the XDP program for {interface}"),
+            }
+        } else {
+            XdpError::Program(full_chain(error))
+        }
+    }
+
+    fn from_attach(
+        interface: &str,
+        mode: &'static str,
+        error: &(dyn std::error::Error + 'static),
+    ) -> XdpError {
+        let codes = os_errors(error);
+        if codes.iter().copied().any(is_permission_code) {
+            XdpError::Permission {
+                what: format!("attaching the XDP program to {interface}"),
+            }
+        } else if codes
+            .iter()
+            .any(|&c| c == libc::EOPNOTSUPP || c == libc::EINVAL)
+        {
+            XdpError::AttachUnsupported {
+                interface: interface.to_owned(),
+                mode,
+                reason: full_chain(error),
+            }
+        } else if error.to_string().contains("unknown network interface") {
+            XdpError::NoSuchInterface(interface.to_owned())
+        } else {
+            XdpError::Attach {
+                interface: interface.to_owned(),
+                reason: full_chain(error),
+            }
+        }
+    }
+
+    /// Permission problems are never worked around by trying another mode.
+    pub fn is_permission(&self) -> bool {
+        matches!(self, XdpError::Permission { .. })
+    }
+
+    /// Whether `fallback = "uring"` applies: the environment (privileges, driver) rather
+    /// than the configuration is at fault.
+    pub fn allows_fallback(&self) -> bool {
+        !matches!(self, XdpError::NoSuchInterface(_) | XdpError::Config(_))
+    }
+}
+
+/// What the data plane needs to know about an interface, read once at start.
+#[derive(Clone, Debug)]
+pub struct InterfaceInfo {
+    pub name: String,
+    pub ifindex: u32,
+    pub mac: [u8; 6],
+    /// Number of RX queues (combined + RX-only channels).
+    pub queues: u32,
+    /// Reply source when the destination is link-local (RFC 8415 §18.3.10 lets the server
+    /// use any of its addresses; clients on the link expect the link-local one).
+    pub link_local: Option<Ipv6Addr>,
+    /// Reply source towards global destinations (relays) when the request did not name one.
+    pub global: Option<Ipv6Addr>,
+}
+
+impl InterfaceInfo {
+    /// Reads the interface's index, MAC, queue count and IPv6 addresses in the calling
+    /// thread's network namespace (ioctls and /proc/thread-self, not /sys, which shows the
+    /// namespace sysfs was mounted in).
+    pub fn discover(name: &str) -> Result<InterfaceInfo, XdpError> {
+        let ifindex =
+            sys::ifindex(name).ok_or_else(|| XdpError::NoSuchInterface(name.to_owned()))?;
+        let control = UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 0))
+            .map_err(|e| XdpError::Config(format!("interface {name}: control socket: {e}")))?;
+        let mac = sys::hardware_address(&control, name)
+            .map_err(|e| XdpError::Config(format!("interface {name}: reading its MAC: {e}")))?;
+        let queues = match sys::rx_queue_count(&control, name) {
+            Ok(n) if n > 0 => n,
+            // Drivers without ETHTOOL_GCHANNELS have a single queue.
+            _ => 1,
+        };
+        let (link_local, global) = sys::ipv6_addresses(ifindex);
+        Ok(InterfaceInfo {
+            name: name.to_owned(),
+            ifindex,
+            mac,
+            queues,
+            link_local,
+            global,
+        })
+    }
+}
+
+/// Per-shard counters of the AF_XDP path, updated by the shard thread, read by the main
+/// thread (relaxed atomics: monotonic counters, no ordering with other data).
+#[derive(Debug, Default)]
+pub struct XdpIoCounters {
+    pub rx_frames: AtomicU64,
+    pub rx_dropped: [AtomicU64; FrameError::ALL.len()],
+    pub tx_frames: AtomicU64,
+    /// Replies dropped because every TX frame was in flight.
+    pub tx_no_frame: AtomicU64,
+    /// Replies without the request's L2 header (not received through AF_XDP).
+    pub tx_no_l2: AtomicU64,
+    /// Replies for an interface this shard has no socket on.
+    pub tx_no_socket: AtomicU64,
+    /// Replies whose source address could not be chosen (no IPv6 address on the interface).
+    pub tx_no_source: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// One AF_XDP socket on one queue, with its own UMEM.
+struct XskQueue {
+    interface: Arc<InterfaceInfo>,
+    queue: u32,
+    umem: Umem,
+    fill: FillQueue,
+    comp: CompQueue,
+    rx: RxQueue,
+    tx: TxQueue,
+    /// Scratch for RX and completion descriptors (`batch` / `ring_size` entries).
+    rx_descs: Vec<FrameDesc>,
+    comp_descs: Vec<FrameDesc>,
+    /// TX frames owned by user space and free to carry a reply.
+    tx_free: Vec<FrameDesc>,
+    /// Framed replies not yet on the TX ring.
+    tx_pending: Vec<FrameDesc>,
+    /// Entries of each ring (`ring_size`).
+    ring_size: u32,
+    /// Bound in zero-copy mode (the driver transmits on its own once woken).
+    zero_copy: bool,
+}
+
+impl std::fmt::Debug for XskQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XskQueue")
+            .field("interface", &self.interface.name)
+            .field("queue", &self.queue)
+            .finish()
+    }
+}
+
+fn socket_errno(error: &xsk_rs::socket::SocketCreateError) -> Option<i32> {
+    os_errors(error).into_iter().next()
+}
+
+impl XskQueue {
+    fn open(
+        interface: Arc<InterfaceInfo>,
+        queue: u32,
+        config: &XdpConfig,
+    ) -> Result<(XskQueue, bool), XdpError> {
+        let socket_error = |reason: String| XdpError::Socket {
+            interface: interface.name.clone(),
+            queue,
+            reason,
+        };
+        let ring = QueueSize::new(config.ring_size).map_err(|e| socket_error(e.to_string()))?;
+        let umem_config = UmemConfig::builder()
+            .frame_size(FrameSize::new(config.frame_size).map_err(|e| socket_error(e.to_string()))?)
+            .fill_queue_size(ring)
+            .comp_queue_size(ring)
+            .build()
+            .map_err(|e| socket_error(e.to_string()))?;
+        let frames = NonZeroU32::new(config.frames_per_queue)
+            .ok_or_else(|| socket_error("frames_per_queue is zero".into()))?;
+        let name: Interface = interface
+            .name
+            .parse()
+            .map_err(|_| socket_error("interface name contains a NUL byte".into()))?;
+
+        let attempts: &[(BindFlags, bool)] = match config.bind_mode {
+            BindMode::Auto => &[
+                (BindFlags::XDP_ZEROCOPY, true),
+                (BindFlags::XDP_COPY, false),
+            ],
+            BindMode::ZeroCopy => &[(BindFlags::XDP_ZEROCOPY, true)],
+            BindMode::Copy => &[(BindFlags::XDP_COPY, false)],
+        };
+        let mut last_error = None;
+        for &(mode, zero_copy) in attempts {
+            let socket_config = SocketConfig::builder()
+                .rx_queue_size(ring)
+                .tx_queue_size(ring)
+                // Our own program is attached already; libxdp must not load its default one.
+                .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
+                .bind_flags(mode | BindFlags::XDP_USE_NEED_WAKEUP)
+                .build();
+            // The kernel may still hold the queue of a process that just exited (EBUSY for
+            // ~100 ms): retry for up to a second.
+            for _ in 0..50 {
+                // A fresh UMEM per attempt: a failed bind may leave the first one's fill and
+                // completion rings half set up.
+                let (umem, descs) = Umem::new(umem_config, frames, false)
+                    .map_err(|e| socket_error(format!("creating the UMEM: {}", full_chain(&e))))?;
+                // SAFETY: `umem` is new and used by this socket only, so no other socket is
+                // bound to it; the descriptors from `Umem::new` are handed out below once
+                // each, to the fill ring or to the TX free list, never both.
+                let created = unsafe { Socket::new(socket_config, &umem, &name, queue) };
+                match created {
+                    Ok((tx, rx, Some((fill, comp)))) => {
+                        let queue = XskQueue::with_rings(
+                            interface.clone(),
+                            queue,
+                            config,
+                            umem,
+                            descs,
+                            (fill, comp, rx, tx),
+                        );
+                        return queue.map(|mut q| {
+                            q.zero_copy = zero_copy;
+                            (q, zero_copy)
+                        });
+                    }
+                    Ok((_, _, None)) => {
+                        return Err(socket_error(
+                            "the UMEM's fill and completion rings were already taken".into(),
+                        ))
+                    }
+                    Err(e) if socket_errno(&e) == Some(libc::EBUSY) => {
+                        last_error = Some(full_chain(&e));
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    Err(e) => {
+                        if socket_errno(&e).is_some_and(is_permission_code) {
+                            return Err(XdpError::Permission {
+                                what: format!(
+                                    "opening the AF_XDP socket on {} queue {queue}",
+                                    interface.name
+                                ),
+                            });
+                        }
+                        if zero_copy && config.bind_mode == BindMode::Auto {
+                            tracing::info!(
+                                interface = %interface.name,
+                                queue,
+                                error = %full_chain(&e),
+                                "zero-copy AF_XDP refused by the driver; using copy mode"
+                            );
+                        }
+                        last_error = Some(full_chain(&e));
+                        break;
+                    }
+                }
+            }
+        }
+        Err(socket_error(format!(
+            "binding the AF_XDP socket failed: {}",
+            last_error.unwrap_or_default()
+        )))
+    }
+
+    fn with_rings(
+        interface: Arc<InterfaceInfo>,
+        queue: u32,
+        config: &XdpConfig,
+        umem: Umem,
+        mut descs: Vec<FrameDesc>,
+        (mut fill, comp, rx, tx): (FillQueue, CompQueue, RxQueue, TxQueue),
+    ) -> Result<XskQueue, XdpError> {
+        let ring = config.ring_size as usize;
+        let tx_free = descs.split_off(ring);
+        // SAFETY: these descriptors come from this socket's UMEM and are owned by user space
+        // (just created); after this call the kernel owns them until they come back on RX.
+        let filled = unsafe { fill.produce(&descs) };
+        if filled != descs.len() {
+            return Err(XdpError::Socket {
+                interface: interface.name.clone(),
+                queue,
+                reason: format!("fill ring took {filled} of {} frames", descs.len()),
+            });
+        }
+        Ok(XskQueue {
+            interface,
+            queue,
+            umem,
+            fill,
+            comp,
+            rx,
+            tx,
+            rx_descs: vec![FrameDesc::default(); config.batch],
+            comp_descs: vec![FrameDesc::default(); ring],
+            tx_pending: Vec::with_capacity(tx_free.len()),
+            tx_free,
+            ring_size: config.ring_size,
+            zero_copy: false,
+        })
+    }
+
+    fn raw_fd(&self) -> i32 {
+        self.rx.fd().as_raw_fd()
+    }
+
+    /// Takes completed TX frames back into the free list.
+    fn reclaim(&mut self) {
+        // SAFETY: the completion ring returns frames of this UMEM that the kernel has
+        // finished transmitting; from now on user space owns them again.
+        let n = unsafe { self.comp.consume(&mut self.comp_descs) };
+        self.tx_free.extend_from_slice(&self.comp_descs[..n]);
+    }
+
+    /// Receives up to one batch and hands each DHCPv6 payload to `f`.
+    fn receive(
+        &mut self,
+        verify_checksum: bool,
+        port: u16,
+        counters: &XdpIoCounters,
+        f: &mut dyn FnMut(&RxMeta, &[u8]),
+    ) -> io::Result<usize> {
+        // SAFETY: `rx_descs` is scratch owned by this queue; the kernel fills in descriptors
+        // of frames it has finished writing, which user space owns until they are put back
+        // on the fill ring below.
+        let n = unsafe { self.rx.consume(&mut self.rx_descs) };
+        let mut delivered = 0;
+        for desc in &self.rx_descs[..n] {
+            bump(&counters.rx_frames);
+            // SAFETY: `desc` came from this socket's RX ring, so it addresses a frame of
+            // `self.umem` that the kernel no longer writes; the slice is dropped before the
+            // frame goes back to the fill ring.
+            let data = unsafe { self.umem.data(desc) };
+            match frame::parse_for_port(
+                data.contents(),
+                self.interface.ifindex,
+                verify_checksum,
+                port,
+            ) {
+                Ok(rx) => {
+                    let meta = RxMeta {
+                        src: rx.src,
+                        dst: rx.dst,
+                        ifindex: self.interface.ifindex,
+                        hop_limit: Some(rx.hop_limit),
+                        l2: Some(rx.l2),
+                        queue: self.queue,
+                    };
+                    f(&meta, rx.payload);
+                    delivered += 1;
+                }
+                Err(error) => bump(&counters.rx_dropped[error.index()]),
+            }
+        }
+        if n > 0 {
+            // SAFETY: the frames were consumed from RX above and are no longer referenced;
+            // the fill ring has room for every RX frame (it holds exactly `ring_size`).
+            let refilled = unsafe { self.fill.produce(&self.rx_descs[..n]) };
+            debug_assert_eq!(refilled, n, "fill ring sized for every RX frame");
+            if self.fill.needs_wakeup() {
+                // need_wakeup on the fill ring: the driver waits for a syscall before it
+                // uses the new frames.
+                self.fill.wakeup(self.rx.fd_mut(), 0)?;
+            }
+        }
+        Ok(delivered)
+    }
+
+    /// Frames one reply into a free TX frame and queues it.
+    fn frame_reply(&mut self, meta: &TxMeta, payload: &[u8], port: u16, counters: &XdpIoCounters) {
+        let Some(l2) = meta.l2.as_ref() else {
+            bump(&counters.tx_no_l2);
+            return;
+        };
+        let src = if !meta.src.is_unspecified() {
+            Some(meta.src)
+        } else if is_link_local(meta.dst.ip()) || self.interface.global.is_none() {
+            self.interface.link_local
+        } else {
+            self.interface.global
+        };
+        let Some(src) = src else {
+            bump(&counters.tx_no_source);
+            return;
+        };
+        if self.tx_free.is_empty() {
+            self.reclaim();
+        }
+        let Some(mut desc) = self.tx_free.pop() else {
+            bump(&counters.tx_no_frame);
+            return;
+        };
+        let framing = ReplyFraming {
+            own_mac: self.interface.mac,
+            request_l2: l2,
+            src,
+            dst: meta.dst,
+            src_port: port,
+            hop_limit: 64,
+        };
+        // SAFETY: `desc` is a TX frame of this UMEM owned by user space (from the free
+        // list), so nothing else reads or writes it until it is produced on the TX ring.
+        let mut data = unsafe { self.umem.data_mut(&mut desc) };
+        let mut cursor = data.cursor();
+        let capacity = cursor.buf_len();
+        cursor.set_pos(capacity);
+        let written = frame::write_reply(data.contents_mut(), &framing, payload);
+        match written {
+            Ok(len) => {
+                data.cursor().set_pos(len);
+                self.tx_pending.push(desc);
+            }
+            Err(error) => {
+                bump(&counters.rx_dropped[error.index()]);
+                self.tx_free.push(desc);
+            }
+        }
+    }
+
+    /// Puts pending replies on the TX ring and kicks the kernel until it has taken them.
+    ///
+    /// In copy mode the kernel transmits only inside sendto(), at most 32 frames per call
+    /// (its TX budget), so one kick is not enough for a batch: keep kicking while the ring
+    /// holds frames the kernel has not consumed. Bounded, so a stalled device cannot hold
+    /// the shard; what is left goes out on the next flush.
+    fn transmit(&mut self, counters: &XdpIoCounters) -> io::Result<()> {
+        const MAX_KICKS: usize = 256;
+        for _ in 0..MAX_KICKS {
+            if !self.tx_pending.is_empty() {
+                // SAFETY: the pending frames belong to this UMEM, hold complete replies and
+                // are not referenced elsewhere; the kernel owns them until the completion
+                // ring returns them.
+                let sent = unsafe { self.tx.produce(&self.tx_pending) };
+                self.tx_pending.drain(..sent);
+                counters.tx_frames.fetch_add(sent as u64, Ordering::Relaxed);
+            }
+            let unconsumed = self.tx.nb_free_exact() < self.ring_size;
+            // Copy mode transmits only inside a syscall whatever the need_wakeup flag says
+            // (the kernel does not set it there): kick whenever frames wait.
+            let kick = unconsumed && (!self.zero_copy || self.tx.needs_wakeup());
+            if kick {
+                self.tx.wakeup()?;
+            }
+            self.reclaim();
+            if self.tx_pending.is_empty() && !kick {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_link_local(addr: &Ipv6Addr) -> bool {
+    addr.segments()[0] & 0xffc0 == 0xfe80
+}
+
+/// The AF_XDP sockets one shard drives (queue q of each interface for shard q mod shards).
+#[derive(Debug)]
+pub struct XdpIo {
+    queues: Vec<XskQueue>,
+    verify_checksum: bool,
+    /// The server's UDP port (547 unless `[io] port` says otherwise).
+    port: u16,
+    counters: Arc<XdpIoCounters>,
+    pollfds: Vec<libc::pollfd>,
+    /// Woken by other shards (handoff) and at stop; watched next to the sockets.
+    waker: Option<Waker>,
+}
+
+impl XdpIo {
+    /// The queues this shard drives, as (interface, queue id).
+    pub fn queues(&self) -> Vec<(String, u32)> {
+        self.queues
+            .iter()
+            .map(|q| (q.interface.name.clone(), q.queue))
+            .collect()
+    }
+
+    pub fn counters(&self) -> &Arc<XdpIoCounters> {
+        &self.counters
+    }
+
+    fn receive_all(&mut self, f: &mut dyn FnMut(&RxMeta, &[u8])) -> io::Result<usize> {
+        let mut total = 0;
+        for queue in &mut self.queues {
+            total += queue.receive(self.verify_checksum, self.port, &self.counters, f)?;
+        }
+        Ok(total)
+    }
+
+    /// Waits until a socket is readable or `timeout` passes.
+    fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        let timeout_ms = match timeout {
+            None => -1,
+            // Round up so a sub-millisecond timeout still sleeps rather than spins.
+            Some(d) => i32::try_from(d.as_micros().div_ceil(1000)).unwrap_or(i32::MAX),
+        };
+        self.pollfds.clear();
+        self.pollfds
+            .extend(self.queues.iter().map(|q| libc::pollfd {
+                fd: q.raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            }));
+        // SAFETY: `pollfds` is a valid, exclusively borrowed array of `len` pollfd structs
+        // for the duration of the call; the descriptors stay open (owned by `self.queues`).
+        let ready = unsafe {
+            libc::poll(
+                self.pollfds.as_mut_ptr(),
+                self.pollfds.len() as libc::nfds_t,
+                timeout_ms,
+            )
+        };
+        if ready < 0 {
+            let error = io::Error::last_os_error();
+            if error.kind() != io::ErrorKind::Interrupted {
+                return Err(error);
+            }
+        }
+        if let Some(waker) = &self.waker {
+            waker.reset();
+        }
+        Ok(())
+    }
+}
+
+impl PacketIo for XdpIo {
+    fn recv_batch(
+        &mut self,
+        timeout: Option<Duration>,
+        f: &mut dyn FnMut(&RxMeta, &[u8]),
+    ) -> io::Result<usize> {
+        let got = self.receive_all(f)?;
+        if got > 0 || timeout == Some(Duration::ZERO) {
+            return Ok(got);
+        }
+        self.wait(timeout)?;
+        self.receive_all(f)
+    }
+
+    fn attach_waker(&mut self, waker: &Waker) -> io::Result<bool> {
+        self.waker = Some(waker.clone());
+        Ok(true)
+    }
+
+    fn stats(&self) -> IoStats {
+        let c = &*self.counters;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        // Reply framing failures share the FrameError counters but are TX-side.
+        let too_large = load(&c.rx_dropped[FrameError::ReplyTooLarge.index()]);
+        let rx_dropped = c.rx_dropped.iter().map(load).sum::<u64>() - too_large;
+        IoStats {
+            rx_packets: load(&c.rx_frames).saturating_sub(rx_dropped),
+            rx_errors: rx_dropped,
+            tx_packets: load(&c.tx_frames),
+            tx_errors: load(&c.tx_no_frame)
+                + load(&c.tx_no_l2)
+                + load(&c.tx_no_socket)
+                + load(&c.tx_no_source)
+                + too_large,
+            ..IoStats::default()
+        }
+    }
+
+    fn send(&mut self, meta: &TxMeta, payload: &[u8]) -> io::Result<()> {
+        // The receiving queue when this shard owns it, else any socket on the interface
+        // (a reply for a request handed over from another shard).
+        let index = self
+            .queues
+            .iter()
+            .position(|q| q.interface.ifindex == meta.ifindex && q.queue == meta.queue)
+            .or_else(|| {
+                self.queues
+                    .iter()
+                    .position(|q| q.interface.ifindex == meta.ifindex)
+            });
+        let Some(index) = index else {
+            bump(&self.counters.tx_no_socket);
+            return Ok(());
+        };
+        let queue = &mut self.queues[index];
+        queue.frame_reply(meta, payload, self.port, &self.counters);
+        if queue.tx_pending.len() >= queue.rx_descs.len() {
+            queue.transmit(&self.counters)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        for queue in &mut self.queues {
+            queue.transmit(&self.counters)?;
+        }
+        Ok(())
+    }
+}
+
+/// One shard's share of the data plane: its sockets and the core to pin it to.
+#[derive(Debug)]
+pub struct XdpShard {
+    pub index: usize,
+    pub core: usize,
+    pub io: XdpIo,
+}
+
+/// The attached programs and per-interface state; owned by the main thread for the life of
+/// the server. Dropping it detaches the XDP programs.
+pub struct XdpDataPlane {
+    programs: Vec<XdpProgram>,
+    interfaces: Vec<Arc<InterfaceInfo>>,
+    /// A UDP socket bound to the server port and joined to ff02::1:2 and ff05::1:3 on each
+    /// interface: the kernel then programs the NIC's multicast filter and answers MLD
+    /// queries (switches with MLD snooping keep forwarding client multicast to us), and no
+    /// other DHCPv6 server on this host can take the port. It is never read: the XDP program
+    /// takes the port's traffic on the served interfaces before the stack.
+    _port_socket: UdpSocket,
+    shard_counters: Vec<Arc<XdpIoCounters>>,
+    zero_copy: bool,
+}
+
+impl std::fmt::Debug for XdpDataPlane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XdpDataPlane")
+            .field("programs", &self.programs)
+            .field("zero_copy", &self.zero_copy)
+            .finish()
+    }
+}
+
+impl XdpDataPlane {
+    /// Attaches the XDP program to each interface and opens one AF_XDP socket per queue.
+    /// `shards`: the requested shard count (`None`: one per queue). It is capped at the
+    /// largest queue count, since a shard without a queue could not send its replies.
+    /// `port`: the UDP port served (547 in production).
+    pub fn open(
+        interfaces: &[String],
+        config: &XdpConfig,
+        shards: Option<usize>,
+        port: u16,
+    ) -> Result<(XdpDataPlane, Vec<XdpShard>), XdpError> {
+        config
+            .validate()
+            .map_err(|e| XdpError::Config(e.to_string()))?;
+        if interfaces.is_empty() {
+            return Err(XdpError::Config(
+                "the AF_XDP backend needs at least one interface ([io] interfaces or --interface)"
+                    .into(),
+            ));
+        }
+        let infos = interfaces
+            .iter()
+            .map(|name| InterfaceInfo::discover(name).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        let max_queues = infos.iter().map(|i| i.queues as usize).max().unwrap_or(1);
+        let shard_count = match shards {
+            Some(0) | None => max_queues,
+            Some(n) if n > max_queues => {
+                tracing::warn!(
+                    requested = n,
+                    queues = max_queues,
+                    "more shards than NIC queues; using one shard per queue"
+                );
+                max_queues
+            }
+            Some(n) => n,
+        };
+        for info in &infos {
+            if (info.queues as usize) < shard_count {
+                tracing::warn!(
+                    interface = %info.name,
+                    queues = info.queues,
+                    shards = shard_count,
+                    "interface has fewer queues than shards: shards without a socket on it \
+                     drop their replies there (tx_no_socket); give every interface the same \
+                     queue count (ethtool -L)"
+                );
+            }
+        }
+
+        let mut programs = Vec::with_capacity(infos.len());
+        for info in &infos {
+            programs.push(XdpProgram::attach(&info.name, config.attach_mode, port)?);
+        }
+
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let counters: Vec<Arc<XdpIoCounters>> = (0..shard_count)
+            .map(|_| Arc::new(XdpIoCounters::default()))
+            .collect();
+        let mut shard_queues: Vec<Vec<XskQueue>> = (0..shard_count).map(|_| Vec::new()).collect();
+        let mut zero_copy = true;
+        for (info, program) in infos.iter().zip(&mut programs) {
+            for queue in 0..info.queues {
+                let (xsk, zc) = XskQueue::open(info.clone(), queue, config)?;
+                zero_copy &= zc;
+                program.register_socket(queue, xsk.raw_fd())?;
+                tracing::info!(
+                    interface = %info.name,
+                    queue,
+                    shard = queue as usize % shard_count,
+                    zero_copy = zc,
+                    "AF_XDP socket bound"
+                );
+                shard_queues[queue as usize % shard_count].push(xsk);
+            }
+        }
+        // Last: once the port is bound and the groups joined, the data plane is serving (and
+        // an observer sees the server as ready only then).
+        let port_socket = hold_port(port, &infos)?;
+        let shards = shard_queues
+            .into_iter()
+            .enumerate()
+            .map(|(index, queues)| XdpShard {
+                index,
+                core: config.core_of_queue(index, cores),
+                io: XdpIo {
+                    pollfds: Vec::with_capacity(queues.len()),
+                    queues,
+                    verify_checksum: config.verify_udp_checksum,
+                    port,
+                    counters: counters[index].clone(),
+                    waker: None,
+                },
+            })
+            .collect();
+        Ok((
+            XdpDataPlane {
+                programs,
+                interfaces: infos,
+                _port_socket: port_socket,
+                shard_counters: counters,
+                zero_copy,
+            },
+            shards,
+        ))
+    }
+
+    pub fn interfaces(&self) -> &[Arc<InterfaceInfo>] {
+        &self.interfaces
+    }
+
+    /// Attach mode used on each interface.
+    pub fn attach_modes(&self) -> Vec<(String, AttachedMode)> {
+        self.programs
+            .iter()
+            .map(|p| (p.interface().to_owned(), p.mode()))
+            .collect()
+    }
+
+    /// Whether every socket runs in zero-copy mode.
+    pub fn zero_copy(&self) -> bool {
+        self.zero_copy
+    }
+
+    /// The XDP program's counters per interface.
+    pub fn program_counters(&self) -> Vec<(String, XdpCounters)> {
+        self.programs
+            .iter()
+            .filter_map(|p| p.counters().ok().map(|c| (p.interface().to_owned(), c)))
+            .collect()
+    }
+
+    /// Totals of the shards' AF_XDP counters, as (name, value).
+    pub fn io_counters(&self) -> Vec<(&'static str, u64)> {
+        let sum = |f: &dyn Fn(&XdpIoCounters) -> &AtomicU64| -> u64 {
+            self.shard_counters
+                .iter()
+                .map(|c| f(c).load(Ordering::Relaxed))
+                .sum()
+        };
+        let mut out = vec![
+            ("rx_frames", sum(&|c| &c.rx_frames)),
+            ("tx_frames", sum(&|c| &c.tx_frames)),
+            ("tx_no_frame", sum(&|c| &c.tx_no_frame)),
+            ("tx_no_l2", sum(&|c| &c.tx_no_l2)),
+            ("tx_no_socket", sum(&|c| &c.tx_no_socket)),
+            ("tx_no_source", sum(&|c| &c.tx_no_source)),
+        ];
+        for error in FrameError::ALL {
+            out.push((error.name(), sum(&|c| &c.rx_dropped[error.index()])));
+        }
+        out
+    }
+
+    /// Logs the program and socket counters (called periodically by the server).
+    pub fn log_counters(&self) {
+        for (interface, counters) in self.program_counters() {
+            let fields: Vec<String> = XdpCounter::ALL
+                .iter()
+                .map(|c| format!("{}={}", c.name(), counters.get(*c)))
+                .collect();
+            tracing::info!(interface, "xdp program: {}", fields.join(" "));
+        }
+        let fields: Vec<String> = self
+            .io_counters()
+            .into_iter()
+            .filter(|(_, v)| *v > 0)
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect();
+        tracing::info!("af_xdp sockets: {}", fields.join(" "));
+    }
+}
+
+fn hold_port(port: u16, interfaces: &[Arc<InterfaceInfo>]) -> Result<UdpSocket, XdpError> {
+    let socket = UdpSocket::bind((Ipv6Addr::UNSPECIFIED, port)).map_err(|e| {
+        if e.kind() == io::ErrorKind::AddrInUse {
+            XdpError::Config(format!(
+                "UDP port {port} is in use by another process (another DHCPv6 server on this host?)"
+            ))
+        } else {
+            XdpError::Config(format!("binding [::]:{port}: {e}"))
+        }
+    })?;
+    for info in interfaces {
+        for group in [
+            frame::ALL_DHCP_RELAY_AGENTS_AND_SERVERS,
+            frame::ALL_DHCP_SERVERS,
+        ] {
+            socket
+                .join_multicast_v6(&group, info.ifindex)
+                .map_err(|e| {
+                    XdpError::Config(format!("interface {}: joining {group}: {e}", info.name))
+                })?;
+        }
+    }
+    Ok(socket)
+}
+
+/// Interface queries through the calling thread's network namespace.
+mod sys {
+    use std::ffi::CString;
+    use std::io;
+    use std::net::{Ipv6Addr, UdpSocket};
+    use std::os::fd::AsRawFd;
+
+    pub fn ifindex(name: &str) -> Option<u32> {
+        let name = CString::new(name).ok()?;
+        // SAFETY: `name` is a valid NUL-terminated string for the duration of the call.
+        let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        (index != 0).then_some(index)
+    }
+
+    fn ifreq_for(name: &str) -> io::Result<libc::ifreq> {
+        let bytes = name.as_bytes();
+        if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "bad interface name",
+            ));
+        }
+        // SAFETY: `ifreq` is a plain C struct for which all-zero bytes are a valid value.
+        let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+        for (dst, &src) in request.ifr_name.iter_mut().zip(bytes) {
+            *dst = src as libc::c_char;
+        }
+        Ok(request)
+    }
+
+    pub fn hardware_address(control: &UdpSocket, name: &str) -> io::Result<[u8; 6]> {
+        let mut request = ifreq_for(name)?;
+        // SAFETY: SIOCGIFHWADDR reads `ifr_name` and writes `ifr_hwaddr` of the ifreq we pass
+        // by exclusive pointer; the socket is open for the whole call.
+        let rc = unsafe { libc::ioctl(control.as_raw_fd(), libc::SIOCGIFHWADDR, &mut request) };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the kernel filled the `ifru_hwaddr` member of the union for this request.
+        let sockaddr = unsafe { request.ifr_ifru.ifru_hwaddr };
+        let mut mac = [0u8; 6];
+        for (dst, &src) in mac.iter_mut().zip(&sockaddr.sa_data[..6]) {
+            *dst = src as u8;
+        }
+        Ok(mac)
+    }
+
+    /// `struct ethtool_channels` from linux/ethtool.h.
+    #[repr(C)]
+    #[derive(Default)]
+    struct EthtoolChannels {
+        cmd: u32,
+        max_rx: u32,
+        max_tx: u32,
+        max_other: u32,
+        max_combined: u32,
+        rx_count: u32,
+        tx_count: u32,
+        other_count: u32,
+        combined_count: u32,
+    }
+
+    const ETHTOOL_GCHANNELS: u32 = 0x3c;
+
+    /// RX queues: combined channels plus RX-only channels (ETHTOOL_GCHANNELS).
+    pub fn rx_queue_count(control: &UdpSocket, name: &str) -> io::Result<u32> {
+        let mut channels = EthtoolChannels {
+            cmd: ETHTOOL_GCHANNELS,
+            ..EthtoolChannels::default()
+        };
+        let mut request = ifreq_for(name)?;
+        request.ifr_ifru.ifru_data = (&mut channels as *mut EthtoolChannels).cast();
+        // SAFETY: SIOCETHTOOL with ETHTOOL_GCHANNELS writes one `ethtool_channels` through
+        // `ifru_data`, which points at `channels`, alive and exclusively borrowed here.
+        let rc = unsafe { libc::ioctl(control.as_raw_fd(), libc::SIOCETHTOOL, &mut request) };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(channels.combined_count + channels.rx_count)
+    }
+
+    /// The first link-local and the first global IPv6 address of `ifindex`, from
+    /// /proc/thread-self/net/if_inet6 (the calling thread's namespace).
+    pub fn ipv6_addresses(ifindex: u32) -> (Option<Ipv6Addr>, Option<Ipv6Addr>) {
+        let text = std::fs::read_to_string("/proc/thread-self/net/if_inet6").unwrap_or_default();
+        parse_if_inet6(&text, ifindex)
+    }
+
+    /// Lines: address (32 hex digits), ifindex, prefix length, scope, flags (all hex), name.
+    pub fn parse_if_inet6(text: &str, ifindex: u32) -> (Option<Ipv6Addr>, Option<Ipv6Addr>) {
+        const IFA_F_TENTATIVE: u32 = 0x40;
+        const IFA_F_DADFAILED: u32 = 0x08;
+        let mut link_local = None;
+        let mut global = None;
+        for line in text.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let [addr, index, _prefix, scope, flags, _name] = fields[..] else {
+                continue;
+            };
+            let (Ok(bits), Ok(index), Ok(scope), Ok(flags)) = (
+                u128::from_str_radix(addr, 16),
+                u32::from_str_radix(index, 16),
+                u32::from_str_radix(scope, 16),
+                u32::from_str_radix(flags, 16),
+            ) else {
+                continue;
+            };
+            if index != ifindex || flags & (IFA_F_TENTATIVE | IFA_F_DADFAILED) != 0 {
+                continue;
+            }
+            let addr = Ipv6Addr::from(bits);
+            match scope {
+                0x20 => {
+                    link_local.get_or_insert(addr);
+                }
+                0x00 => {
+                    global.get_or_insert(addr);
+                }
+                _ => {}
+            }
+        }
+        (link_local, global)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn if_inet6_lines() {
+            let text = "\
+00000000000000000000000000000001 01 80 10 80       lo
+fe800000000000000000000000000002 03 40 20 80    veth0
+20010db8000000000000000000000001 03 40 00 40    veth0
+20010db8000000000000000000000009 03 40 00 80    veth0
+fe800000000000000000000000000003 04 40 20 80    veth1
+";
+            let (ll, global) = super::parse_if_inet6(text, 3);
+            assert_eq!(ll, Some("fe80::2".parse().unwrap()));
+            // The tentative ::1 (flag 0x40) is skipped.
+            assert_eq!(global, Some("2001:db8::9".parse().unwrap()));
+            assert_eq!(super::parse_if_inet6(text, 9), (None, None));
+        }
+    }
+}

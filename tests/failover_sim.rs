@@ -1,0 +1,1285 @@
+//! Deterministic simulation of an RFC 8156 failover pair.
+//!
+//! Two [`Endpoint`]s, each with a lease table and a small failover-aware serving path,
+//! talk over a simulated TCP connection (in-order, latency, partitions that hold data
+//! like TCP does until the connection is declared dead) on a simulated clock with
+//! per-server skew. Simulated clients solicit, renew at T1, rebind at T2, release and
+//! come back. Scripted scenarios replay the RFC's sequences; random schedules mix
+//! partitions, crashes with and without loss of stable storage, delays, clock skew within
+//! and beyond 5 s, operator partner-down and client churn.
+//!
+//! Invariants checked after every step:
+//! * no address or prefix is held by two clients at overlapping times (client ground truth);
+//! * the MCLT rule at every grant outside PARTNER-DOWN (§4.4);
+//! * lease stability: a client renewing or rebinding a valid lease at either server is
+//!   never refused (NoBinding) and keeps its address and prefix;
+//! * after heal, both lease databases converge.
+//!
+//! Run: `cargo test --release --test failover_sim -- --nocapture`, with
+//! `TANDEM_SIM_SEEDS=1..500` and `TANDEM_SIM_STEPS=20000` for longer runs.
+//!
+//! The serving path here is a compact stand-in for the DHCPv6 engine's lease decisions
+//! (the engine's failover hooks are wired by the control-core issue): it uses the real
+//! allocator (`alloc::allocate_na` with the bit-127 partition), the real
+//! [`ServiceScope`] and MCLT clamp, and the real [`binding`] transitions, so everything
+//! failover decides is the production code.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+
+use tandem::alloc::{allocate_na, Ownership, Partition};
+use tandem::config::Pool;
+use tandem::failover::{
+    binding, mclt, Answer, ClientMessage, Endpoint, Event, FailoverConfig, PdPool, PersistentState,
+    PoolStatus, Role, ServerState, ServiceScope, Subnet,
+};
+use tandem::lease::memory::MemoryTable;
+use tandem::lease::{BindingState, Duid, IaType, Lease, LeaseTable, Resource};
+use tandem::time::Timestamp;
+
+const MCLT: u32 = 60;
+const DESIRED: u32 = 600;
+const T0_MS: u64 = 1_800_000_000_000;
+const CONNECT_RETRY_MS: u64 = 2_000;
+
+/// splitmix64: tiny, seedable, the same on every platform.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            0
+        } else {
+            self.next() % n
+        }
+    }
+    fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.below(hi - lo + 1)
+    }
+    /// True with probability `per_mille` / 1000.
+    fn chance(&mut self, per_mille: u64) -> bool {
+        self.below(1000) < per_mille
+    }
+}
+
+fn addr_pool() -> Pool {
+    Pool {
+        start: "2001:db8:1::1000".parse().unwrap(),
+        end: "2001:db8:1::13ff".parse().unwrap(),
+    }
+}
+
+fn pd_pool() -> PdPool {
+    PdPool {
+        prefix: "2001:db8:100::".parse().unwrap(),
+        prefix_len: 48,
+        delegated_len: 56,
+    }
+}
+
+fn config(role: Role) -> FailoverConfig {
+    let mut c = FailoverConfig::new(role);
+    c.relationship_name = Some("sim".into());
+    c.mclt = if role == Role::Primary { MCLT } else { 1 };
+    c.keepalive_time = 10;
+    c.startup_time = 5;
+    c.scan_interval = 15;
+    c.ack_timeout = 30;
+    c.update_request_timeout = 60;
+    c.max_unacked_bndupd = 8;
+    c.subnets = vec![Subnet {
+        prefix: "2001:db8:1::".parse().unwrap(),
+        prefix_len: 64,
+        desired_valid: DESIRED,
+    }];
+    c.pd_pools = vec![pd_pool()];
+    c.secondary_prefix_share = 30;
+    c.rebalance_threshold = 2;
+    c
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    Granted {
+        valid: u32,
+        addr: Resource,
+        prefix: Option<Resource>,
+    },
+    NoBinding,
+    NoAnswer,
+}
+
+struct Server {
+    role: Role,
+    cfg: FailoverConfig,
+    ep: Option<Endpoint>,
+    table: MemoryTable,
+    persisted: Option<PersistentState>,
+    saved_pool: Vec<(Resource, PoolStatus)>,
+    skew_ms: i64,
+    conn: Option<u64>,
+}
+
+impl Server {
+    fn new(role: Role, now_ms: u64) -> Server {
+        let cfg = config(role);
+        Server {
+            role,
+            ep: Some(Endpoint::new(cfg.clone(), None, Timestamp(now_ms))),
+            cfg,
+            table: MemoryTable::new(),
+            persisted: None,
+            saved_pool: Vec::new(),
+            skew_ms: 0,
+            conn: None,
+        }
+    }
+
+    fn local(&self, global_ms: u64) -> Timestamp {
+        Timestamp((global_ms as i64 + self.skew_ms).max(0) as u64)
+    }
+
+    fn scope(&self) -> Option<ServiceScope> {
+        self.ep.as_ref().map(|e| e.scope())
+    }
+
+    fn state(&self) -> Option<ServerState> {
+        self.ep.as_ref().map(|e| e.server_state())
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum ClientState {
+    Idle {
+        next_at: u64,
+    },
+    Bound {
+        server: usize,
+        addr: Resource,
+        prefix: Option<Resource>,
+        t1_at: u64,
+        t2_at: u64,
+        end_at: u64,
+    },
+}
+
+struct Client {
+    duid: Duid,
+    iaid: u32,
+    state: ClientState,
+}
+
+struct InFlight {
+    deliver_at: u64,
+    to: usize,
+    conn: u64,
+    bytes: Vec<u8>,
+}
+
+#[derive(Default)]
+struct Stats {
+    violations: Vec<String>,
+    visited: BTreeSet<ServerState>,
+    transitions: [Vec<ServerState>; 2],
+    grants: u64,
+    renewals: u64,
+    lost_leases: u64,
+}
+
+struct World {
+    now: u64,
+    servers: [Server; 2],
+    clients: Vec<Client>,
+    net_up: bool,
+    heal_at: u64,
+    restart_at: [u64; 2],
+    lose_storage: [bool; 2],
+    next_conn: u64,
+    next_connect_try: u64,
+    inflight: VecDeque<InFlight>,
+    last_deliver: [u64; 2],
+    latency_max_ms: u64,
+    rng: Rng,
+    stats: Stats,
+    clients_active: bool,
+    trace: VecDeque<String>,
+}
+
+impl World {
+    fn new(seed: u64, clients: usize) -> World {
+        let mut rng = Rng(seed);
+        let clients = (0..clients)
+            .map(|i| Client {
+                duid: Duid::new(&[0, 4, (i >> 8) as u8, i as u8, seed as u8, 0x5a]).unwrap(),
+                iaid: i as u32,
+                state: ClientState::Idle {
+                    next_at: T0_MS + rng.range(1_000, 60_000),
+                },
+            })
+            .collect();
+        let mut stats = Stats::default();
+        stats.visited.insert(ServerState::Startup);
+        World {
+            now: T0_MS,
+            servers: [
+                Server::new(Role::Primary, T0_MS),
+                Server::new(Role::Secondary, T0_MS),
+            ],
+            clients,
+            net_up: true,
+            heal_at: 0,
+            restart_at: [0; 2],
+            lose_storage: [false; 2],
+            next_conn: 0,
+            next_connect_try: T0_MS,
+            inflight: VecDeque::new(),
+            last_deliver: [0; 2],
+            latency_max_ms: 200,
+            rng,
+            stats,
+            clients_active: true,
+            trace: VecDeque::new(),
+        }
+    }
+
+    fn log(&mut self, s: String) {
+        if self.trace.len() >= trace_limit() {
+            self.trace.pop_front();
+        }
+        self.trace
+            .push_back(format!("t={:>7.1} {s}", (self.now - T0_MS) as f64 / 1000.0));
+    }
+
+    fn violation(&mut self, s: String) {
+        // One report per distinct violation (a double binding persists over many steps).
+        if self.stats.violations.contains(&s) {
+            return;
+        }
+        self.log(format!("VIOLATION {s}"));
+        self.stats.violations.push(s);
+    }
+
+    // ----- connection ------------------------------------------------------------
+
+    fn drain_events(&mut self, i: usize) {
+        loop {
+            let Some(ep) = self.servers[i].ep.as_mut() else {
+                return;
+            };
+            let Some(ev) = ep.poll_event() else {
+                return;
+            };
+            match ev {
+                Event::StateChanged { from, to } => {
+                    self.stats.visited.insert(to);
+                    self.stats.transitions[i].push(to);
+                    self.log(format!(
+                        "{:?} {} -> {}",
+                        self.servers[i].role,
+                        from.as_str(),
+                        to.as_str()
+                    ));
+                }
+                Event::CloseConnection(reason) => {
+                    self.log(format!("{:?} closes: {reason:?}", self.servers[i].role));
+                    self.close(i);
+                }
+                Event::PersistentStateChanged => self.persist(i),
+                Event::Alarm(a) => self.log(format!("{:?} alarm {a:?}", self.servers[i].role)),
+                Event::UpdateRejected { resource, code } => self.log(format!(
+                    "{:?} update of {resource} rejected: {code:?}",
+                    self.servers[i].role
+                )),
+                Event::PoolChanged => {}
+            }
+        }
+    }
+
+    fn persist(&mut self, i: usize) {
+        let s = &mut self.servers[i];
+        if let Some(ep) = &s.ep {
+            s.persisted = Some(ep.persistent());
+            s.saved_pool = ep.prefix_pool().iter().collect();
+        }
+    }
+
+    /// Side `i` closes its end; the peer sees the FIN at once when the network is up and
+    /// otherwise finds out through its own keepalive (§6.5).
+    fn close(&mut self, i: usize) {
+        self.disconnect(i);
+        if self.net_up {
+            self.disconnect(1 - i);
+        }
+    }
+
+    fn disconnect(&mut self, i: usize) {
+        if self.servers[i].conn.take().is_none() {
+            return;
+        }
+        let now = self.servers[i].local(self.now);
+        let s = &mut self.servers[i];
+        if let Some(ep) = s.ep.as_mut() {
+            ep.handle_disconnected(now, &mut s.table);
+        }
+        self.drain_events(i);
+    }
+
+    fn try_connect(&mut self) {
+        let both_alive = self.servers.iter().all(|s| s.ep.is_some());
+        let both_down = self.servers.iter().all(|s| s.conn.is_none());
+        if !(both_alive && both_down && self.net_up && self.now >= self.next_connect_try) {
+            return;
+        }
+        self.next_connect_try = self.now + CONNECT_RETRY_MS;
+        self.next_conn += 1;
+        let id = self.next_conn;
+        for i in 0..2 {
+            let now = self.servers[i].local(self.now);
+            let s = &mut self.servers[i];
+            s.conn = Some(id);
+            s.ep.as_mut().unwrap().handle_connected(now);
+            self.drain_events(i);
+        }
+    }
+
+    /// Moves messages both ways until nothing is due.
+    fn pump(&mut self) {
+        for _ in 0..1000 {
+            let mut moved = false;
+            // Deliver what is due (in order per direction; held while partitioned).
+            while self.net_up {
+                let Some(pos) = self.inflight.iter().position(|m| m.deliver_at <= self.now) else {
+                    break;
+                };
+                let m = self.inflight.remove(pos).unwrap();
+                let to = m.to;
+                if self.servers[to].conn != Some(m.conn) {
+                    continue;
+                }
+                let now = self.servers[to].local(self.now);
+                let s = &mut self.servers[to];
+                if let Some(ep) = s.ep.as_mut() {
+                    let used = ep.handle_stream(now, &m.bytes, &mut s.table);
+                    assert_eq!(used, m.bytes.len(), "whole frames are sent");
+                }
+                self.drain_events(to);
+                moved = true;
+            }
+            for i in 0..2 {
+                let Some(conn) = self.servers[i].conn else {
+                    continue;
+                };
+                let now = self.servers[i].local(self.now);
+                let mut buf = Vec::new();
+                let s = &mut self.servers[i];
+                if let Some(ep) = s.ep.as_mut() {
+                    while ep.poll_transmit(now, &mut s.table, &mut buf) {}
+                }
+                self.drain_events(i);
+                if !buf.is_empty() {
+                    let lat = self.rng.below(self.latency_max_ms + 1);
+                    let at = (self.now + lat).max(self.last_deliver[i]);
+                    self.last_deliver[i] = at;
+                    self.inflight.push_back(InFlight {
+                        deliver_at: at,
+                        to: 1 - i,
+                        conn,
+                        bytes: buf,
+                    });
+                    moved = true;
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    // ----- failures and commands ---------------------------------------------------
+
+    fn partition(&mut self, until: u64) {
+        self.net_up = false;
+        self.heal_at = until;
+        self.log("partition".into());
+    }
+
+    fn heal(&mut self) {
+        self.net_up = true;
+        self.log("heal".into());
+    }
+
+    fn crash(&mut self, i: usize, lose_storage: bool) {
+        self.log(format!(
+            "{:?} crashes{}",
+            self.servers[i].role,
+            if lose_storage {
+                " and loses its storage"
+            } else {
+                ""
+            }
+        ));
+        self.persist(i);
+        self.servers[i].ep = None;
+        self.servers[i].conn = None;
+        if self.net_up {
+            // The peer's TCP sees the reset.
+            self.disconnect(1 - i);
+        }
+        if lose_storage {
+            self.servers[i].table = MemoryTable::new();
+            self.servers[i].persisted = None;
+            self.servers[i].saved_pool.clear();
+        }
+    }
+
+    fn restart(&mut self, i: usize) {
+        let now = self.servers[i].local(self.now);
+        let s = &mut self.servers[i];
+        let mut ep = Endpoint::new(s.cfg.clone(), s.persisted, now);
+        ep.restore_prefix_pool(&s.saved_pool);
+        s.ep = Some(ep);
+        self.log(format!("{:?} restarts", self.servers[i].role));
+        self.drain_events(i);
+    }
+
+    fn operator_partner_down(&mut self, i: usize) -> bool {
+        let now = self.servers[i].local(self.now);
+        let s = &mut self.servers[i];
+        let ok = match s.ep.as_mut() {
+            Some(ep) => ep.partner_down(now, &mut s.table).is_ok(),
+            None => false,
+        };
+        if ok {
+            self.log(format!("operator: {:?} partner-down", self.servers[i].role));
+        }
+        self.drain_events(i);
+        ok
+    }
+
+    // ----- the serving path -------------------------------------------------------
+
+    fn is_free(table: &MemoryTable, r: &Resource) -> bool {
+        table
+            .by_resource(r)
+            .is_none_or(|l| !binding::holds_resource(&l))
+    }
+
+    /// A Solicit/Request exchange (rapid commit) at server `i`.
+    fn serve_new(&mut self, i: usize, c: usize) -> Outcome {
+        let Some(scope) = self.servers[i].scope() else {
+            return Outcome::NoAnswer;
+        };
+        if scope.may_answer(ClientMessage::Solicit, false) != Answer::Serve {
+            return Outcome::NoAnswer;
+        }
+        let now = self.servers[i].local(self.now).secs();
+        let (duid, iaid) = (self.clients[c].duid, self.clients[c].iaid);
+        let role = self.servers[i].role;
+        let s = &mut self.servers[i];
+        let mut existing = Vec::new();
+        s.table.client_leases(&duid, &mut existing);
+        let mut addr = existing
+            .iter()
+            .find(|l| l.ia_type == IaType::Na && l.state == BindingState::Active)
+            .map(|l| l.resource);
+        if addr.is_none() {
+            let own = match role {
+                Role::Primary => Ownership::Odd,
+                Role::Secondary => Ownership::Even,
+            };
+            let table = &s.table;
+            addr = allocate_na(
+                duid.as_bytes(),
+                iaid,
+                &addr_pool(),
+                &Partition::new(0, 1, own),
+                |a| scope.may_allocate_address(a) && Self::is_free(table, &Resource::address(a)),
+            )
+            .map(Resource::address);
+        }
+        let Some(addr) = addr else {
+            return Outcome::NoAnswer;
+        };
+        let mut prefix = existing
+            .iter()
+            .find(|l| l.ia_type == IaType::Pd && l.state == BindingState::Active)
+            .map(|l| l.resource);
+        if prefix.is_none() {
+            let ep = s.ep.as_ref().unwrap();
+            let pool = ep.prefix_pool();
+            // §8.4.1: our own prefixes first; the partner's only when the scope allows.
+            for pass_own in [true, false] {
+                prefix = pool
+                    .iter()
+                    .filter(|(r, _)| {
+                        let owner = pool.owner(r);
+                        owner.is_some_and(|o| {
+                            (o == role) == pass_own && scope.may_allocate_prefix(o, now)
+                        })
+                    })
+                    .map(|(r, _)| r)
+                    .find(|r| Self::is_free(&s.table, r));
+                if prefix.is_some() {
+                    break;
+                }
+            }
+        }
+        self.grant(i, c, addr, prefix, now, scope)
+    }
+
+    /// Writes the client's leases with MCLT-clamped lifetimes and queues the BNDUPD.
+    fn grant(
+        &mut self,
+        i: usize,
+        c: usize,
+        addr: Resource,
+        prefix: Option<Resource>,
+        now: u64,
+        scope: ServiceScope,
+    ) -> Outcome {
+        let (duid, iaid) = (self.clients[c].duid, self.clients[c].iaid);
+        let s = &mut self.servers[i];
+        let mut leases = Vec::new();
+        for (r, ia) in [(Some(addr), IaType::Na), (prefix, IaType::Pd)] {
+            let Some(r) = r else { continue };
+            let old = s.table.by_resource(&r).filter(|l| l.duid == duid);
+            leases.push(Lease {
+                resource: r,
+                ia_type: ia,
+                duid,
+                iaid,
+                state: BindingState::Active,
+                preferred_lifetime: 0,
+                valid_lifetime: 0,
+                cltt: now,
+                expires_at: 0,
+                subnet: 0,
+                partner_lifetime: old.map_or(0, |l| l.partner_lifetime),
+                update_pending: true,
+            });
+        }
+        // Both IAs get one lifetime: the tighter of the two clamps (§4.4).
+        let valid = leases
+            .iter()
+            .map(|l| scope.valid_lifetime(DESIRED, l.partner_lifetime, now))
+            .min()
+            .unwrap_or(0);
+        if valid == 0 {
+            return Outcome::NoAnswer;
+        }
+        let mut bad = Vec::new();
+        for l in &mut leases {
+            l.valid_lifetime = valid;
+            l.preferred_lifetime = mclt::preferred_lifetime(valid / 2 + valid / 4, valid);
+            l.expires_at = now + u64::from(valid);
+            if !mclt::respects_mclt(l, now, scope.mclt, !scope.mclt_applies()) {
+                bad.push(format!(
+                    "MCLT rule broken by {:?} for {}: {l:?}",
+                    s.role, l.resource
+                ));
+            }
+            s.table.upsert(*l).unwrap();
+            s.ep.as_mut().unwrap().lease_changed(l.resource);
+        }
+        s.table.commit().unwrap();
+        for b in bad {
+            self.violation(b);
+        }
+        self.stats.grants += 1;
+        self.log(format!(
+            "{:?} grants client {c}: {addr} {prefix:?} for {valid} s",
+            self.servers[i].role
+        ));
+        Outcome::Granted {
+            valid,
+            addr,
+            prefix,
+        }
+    }
+
+    /// Renew (to the server that granted, `directed`) or Rebind (to any) at server `i`.
+    fn serve_renew(&mut self, i: usize, c: usize, directed: bool) -> Outcome {
+        let Some(scope) = self.servers[i].scope() else {
+            return Outcome::NoAnswer;
+        };
+        let msg = if directed {
+            ClientMessage::Renew
+        } else {
+            ClientMessage::Rebind
+        };
+        let answer = scope.may_answer(msg, directed);
+        if answer == Answer::Ignore {
+            return Outcome::NoAnswer;
+        }
+        let ClientState::Bound { addr, prefix, .. } = self.clients[c].state else {
+            return Outcome::NoAnswer;
+        };
+        let now = self.servers[i].local(self.now).secs();
+        let duid = self.clients[c].duid;
+        for r in [Some(addr), prefix].into_iter().flatten() {
+            match self.servers[i].table.by_resource(&r) {
+                Some(l) if l.duid == duid => {}
+                Some(l) if !binding::claimable_by(Some(&l), &duid, now) => {
+                    self.log(format!(
+                        "{:?} has {r} for another client: {l:?}",
+                        self.servers[i].role
+                    ));
+                    return Outcome::NoBinding;
+                }
+                // RFC 8415 §18.3.4/§18.3.5: a binding the server does not know may be
+                // created for addresses appropriate to the link, but not in RECOVER-DONE
+                // (§8.7.1: no new leases); the client then rebinds elsewhere.
+                _ if answer == Answer::ServeExistingOnly => return Outcome::NoAnswer,
+                _ => {}
+            }
+        }
+        self.stats.renewals += 1;
+        self.grant(i, c, addr, prefix, now, scope)
+    }
+
+    fn serve_release(&mut self, i: usize, c: usize) {
+        let Some(scope) = self.servers[i].scope() else {
+            return;
+        };
+        if scope.may_answer(ClientMessage::Release, true) == Answer::Ignore {
+            return;
+        }
+        let now = self.servers[i].local(self.now).secs();
+        let duid = self.clients[c].duid;
+        let s = &mut self.servers[i];
+        let mut leases = Vec::new();
+        s.table.client_leases(&duid, &mut leases);
+        for mut l in leases {
+            if l.state == BindingState::Active {
+                binding::release(&mut l, now);
+                s.table.upsert(l).unwrap();
+                s.ep.as_mut().unwrap().lease_changed(l.resource);
+            }
+        }
+        s.table.commit().unwrap();
+    }
+
+    fn expire_leases(&mut self, i: usize) {
+        let now = self.servers[i].local(self.now).secs();
+        let s = &mut self.servers[i];
+        let Some(ep) = s.ep.as_mut() else { return };
+        let mut due = Vec::new();
+        s.table.for_each(&mut |l: &Lease| {
+            if l.state == BindingState::Active && l.expires_at <= now {
+                due.push(*l);
+            }
+        });
+        for mut l in due {
+            binding::expire(&mut l);
+            s.table.upsert(l).unwrap();
+            ep.lease_changed(l.resource);
+        }
+        s.table.commit().unwrap();
+    }
+
+    // ----- clients ----------------------------------------------------------------
+
+    fn bound(&mut self, c: usize, server: usize, out: Outcome) -> bool {
+        if let Outcome::Granted {
+            valid,
+            addr,
+            prefix,
+        } = out
+        {
+            let v = u64::from(valid) * 1000;
+            self.clients[c].state = ClientState::Bound {
+                server,
+                addr,
+                prefix,
+                t1_at: self.now + v / 2,
+                t2_at: self.now + v * 4 / 5,
+                end_at: self.now + v,
+            };
+            return true;
+        }
+        false
+    }
+
+    fn client_step(&mut self, c: usize) {
+        match self.clients[c].state {
+            ClientState::Idle { next_at } => {
+                if !self.clients_active || self.now < next_at {
+                    return;
+                }
+                let first = self.rng.below(2) as usize;
+                for i in [first, 1 - first] {
+                    let out = self.serve_new(i, c);
+                    if self.bound(c, i, out) {
+                        return;
+                    }
+                }
+                self.clients[c].state = ClientState::Idle {
+                    next_at: self.now + 5_000,
+                };
+            }
+            ClientState::Bound {
+                server,
+                t1_at,
+                t2_at,
+                end_at,
+                addr,
+                prefix,
+            } => {
+                if self.now >= end_at {
+                    // Nobody answered in time: the lease is gone (not a violation; e.g.
+                    // both servers unresponsive while resolving a conflict).
+                    self.stats.lost_leases += 1;
+                    self.clients[c].state = ClientState::Idle {
+                        next_at: self.now + 1_000,
+                    };
+                    return;
+                }
+                if self.clients_active && self.rng.chance(2) {
+                    self.serve_release(server, c);
+                    self.clients[c].state = ClientState::Idle {
+                        next_at: self.now + self.rng.range(1_000, 60_000),
+                    };
+                    return;
+                }
+                let (targets, directed): (Vec<usize>, bool) = if self.now >= t2_at {
+                    let first = self.rng.below(2) as usize;
+                    (vec![first, 1 - first], false)
+                } else if self.now >= t1_at {
+                    (vec![server], true)
+                } else {
+                    return;
+                };
+                for i in targets {
+                    match self.serve_renew(i, c, directed) {
+                        Outcome::NoAnswer => continue,
+                        Outcome::NoBinding => {
+                            self.violation(format!(
+                                "lease stability: {:?} refused client {c} ({addr}, {prefix:?}) valid for {} s more",
+                                self.servers[i].role,
+                                (end_at - self.now) / 1000
+                            ));
+                            self.clients[c].state = ClientState::Idle {
+                                next_at: self.now + 1_000,
+                            };
+                            return;
+                        }
+                        out @ Outcome::Granted {
+                            addr: a2,
+                            prefix: p2,
+                            ..
+                        } => {
+                            if a2 != addr || p2 != prefix {
+                                self.violation(format!(
+                                    "lease stability: client {c} moved from {addr} to {a2}"
+                                ));
+                            }
+                            self.bound(c, i, out);
+                            return;
+                        }
+                    }
+                }
+                // Retransmit later (RFC 8415 §18.2.4/§18.2.5 back-off, coarsened).
+                let retry = self.now + 3_000;
+                if let ClientState::Bound { t1_at, t2_at, .. } = &mut self.clients[c].state {
+                    if self.now >= *t2_at {
+                        *t2_at = retry;
+                    } else {
+                        *t1_at = retry.min(*t2_at);
+                    }
+                }
+            }
+        }
+    }
+
+    // ----- invariants -------------------------------------------------------------
+
+    fn check_no_double_binding(&mut self) {
+        let mut holder: HashMap<Resource, usize> = HashMap::new();
+        let mut bad = Vec::new();
+        for (c, cl) in self.clients.iter().enumerate() {
+            if let ClientState::Bound {
+                addr,
+                prefix,
+                end_at,
+                ..
+            } = cl.state
+            {
+                if end_at <= self.now {
+                    continue;
+                }
+                for r in [Some(addr), prefix].into_iter().flatten() {
+                    if let Some(other) = holder.insert(r, c) {
+                        bad.push(format!("{r} held by clients {other} and {c}"));
+                    }
+                }
+            }
+        }
+        for b in bad {
+            self.violation(b);
+        }
+    }
+
+    fn active_set(table: &MemoryTable, now_s: u64) -> BTreeSet<(Resource, Vec<u8>)> {
+        let mut set = BTreeSet::new();
+        table.for_each(&mut |l: &Lease| {
+            if l.state == BindingState::Active && l.expires_at > now_s + 30 {
+                set.insert((l.resource, l.duid.as_bytes().to_vec()));
+            }
+        });
+        set
+    }
+
+    // ----- the step ---------------------------------------------------------------
+
+    fn step(&mut self, dt_ms: u64, random: bool) {
+        self.now += dt_ms;
+        if random {
+            self.random_events();
+        }
+        for i in 0..2 {
+            if let Some(ep) = self.servers[i].ep.as_ref() {
+                let now = self.servers[i].local(self.now);
+                if ep.poll_timeout().is_some_and(|t| t <= now) {
+                    let s = &mut self.servers[i];
+                    s.ep.as_mut().unwrap().handle_timeout(now, &mut s.table);
+                    self.drain_events(i);
+                }
+            }
+        }
+        self.try_connect();
+        self.pump();
+        for c in 0..self.clients.len() {
+            self.client_step(c);
+        }
+        for i in 0..2 {
+            self.expire_leases(i);
+        }
+        self.pump();
+        for i in 0..2 {
+            self.persist(i);
+        }
+        self.check_no_double_binding();
+    }
+
+    /// The pair can reach "communications OK": network up, clocks within the 5 s the
+    /// protocol tolerates (with room for the delay), a restarted server will find its
+    /// partner during STARTUP.
+    fn can_talk(&self) -> bool {
+        self.net_up
+            && (self.servers[0].skew_ms - self.servers[1].skew_ms).abs() <= 2_000
+            && self.latency_max_ms <= 1_000
+    }
+
+    fn any_partner_down(&self) -> bool {
+        self.servers
+            .iter()
+            .any(|s| s.state() == Some(ServerState::PartnerDown))
+    }
+
+    fn random_events(&mut self) {
+        let alive = [self.servers[0].ep.is_some(), self.servers[1].ep.is_some()];
+        // Partitions heal on schedule. §8.4: PARTNER-DOWN is only safe when the partner
+        // is not operating, so a partition never starts while either side is in it, and
+        // an operator who (wrongly) declares a reachable partner down during a partition
+        // gets the partition healed within MCLT, before any PARTNER-DOWN-only action.
+        if !self.net_up && self.now >= self.heal_at {
+            self.heal();
+        }
+        if self.net_up && !self.any_partner_down() && self.rng.chance(4) {
+            let until = self.now + self.rng.range(3_000, 120_000);
+            self.partition(until);
+        }
+        if !self.net_up && alive == [true, true] && !self.any_partner_down() && self.rng.chance(5) {
+            let i = self.rng.below(2) as usize;
+            if self.servers[i].state() == Some(ServerState::CommunicationsInterrupted)
+                && self.operator_partner_down(i)
+            {
+                self.heal_at = self.heal_at.min(self.now + u64::from(MCLT) * 1000 / 2);
+            }
+        }
+        if alive == [true, true] && self.rng.chance(2) {
+            let i = self.rng.below(2) as usize;
+            let lose = self.rng.chance(300);
+            self.lose_storage[i] = lose;
+            self.restart_at[i] = self.now + self.rng.range(2_000, 200_000);
+            self.crash(i, lose);
+        }
+        for i in 0..2 {
+            // A crashed partner: the operator may declare it down; it comes back only on
+            // a working network (see above).
+            if !alive[i] && alive[1 - i] && self.rng.chance(20) {
+                self.operator_partner_down(1 - i);
+            }
+            if !alive[i] && self.can_talk() && self.now >= self.restart_at[i] {
+                self.restart(i);
+            }
+        }
+        // Skew beyond 5 s and long delays cut the pair apart like a partition (§7.1), so
+        // the same rule applies: not while a server is down or in PARTNER-DOWN.
+        let calm = alive == [true, true] && !self.any_partner_down();
+        if self.rng.chance(3) {
+            let i = self.rng.below(2) as usize;
+            self.servers[i].skew_ms = if calm && self.rng.chance(200) {
+                let s = self.rng.range(6_000, 9_000) as i64;
+                if self.rng.chance(500) {
+                    s
+                } else {
+                    -s
+                }
+            } else {
+                self.rng.range(0, 8_000) as i64 - 4_000
+            };
+            self.log(format!(
+                "{:?} clock skew {} ms",
+                self.servers[i].role, self.servers[i].skew_ms
+            ));
+        }
+        if self.rng.chance(10) {
+            self.latency_max_ms = self.rng.range(0, if calm { 3_000 } else { 1_000 });
+        }
+    }
+
+    /// Heals everything, lets the pair settle, then compares the databases.
+    fn settle_and_compare(&mut self) {
+        self.heal();
+        self.servers[0].skew_ms = 0;
+        self.servers[1].skew_ms = 0;
+        for i in 0..2 {
+            if self.servers[i].ep.is_none() {
+                self.restart(i);
+            }
+        }
+        self.clients_active = false;
+        self.latency_max_ms = 200;
+        let mut settled = false;
+        let mut quiet = 0;
+        for _ in 0..3_000 {
+            self.step(1_000, false);
+            let normal = self
+                .servers
+                .iter()
+                .all(|s| s.state() == Some(ServerState::Normal));
+            let idle = self
+                .servers
+                .iter()
+                .all(|s| s.ep.as_ref().is_some_and(|e| e.is_idle()));
+            // Idle for a few steps in a row: nothing queued, unacknowledged or unanswered
+            // (CONTACTs keep flowing, so the wire itself is never empty for long).
+            quiet = if normal && idle { quiet + 1 } else { 0 };
+            if quiet == 5 {
+                settled = true;
+                break;
+            }
+        }
+        if !settled {
+            let st: Vec<_> = self
+                .servers
+                .iter()
+                .map(|s| {
+                    s.ep.as_ref().map(|e| {
+                        (
+                            e.server_state(),
+                            e.queued_updates(),
+                            e.unacked(),
+                            e.is_idle(),
+                        )
+                    })
+                })
+                .collect();
+            self.violation(format!(
+                "pair did not settle in NORMAL after heal: (state, queued, unacked, idle) {st:?}, in flight {}",
+                self.inflight.len()
+            ));
+            return;
+        }
+        let now_s = self.now / 1000;
+        let a = Self::active_set(&self.servers[0].table, now_s);
+        let b = Self::active_set(&self.servers[1].table, now_s);
+        if a != b {
+            let only_a: Vec<_> = a.difference(&b).map(|x| x.0).collect();
+            let only_b: Vec<_> = b.difference(&a).map(|x| x.0).collect();
+            self.violation(format!(
+                "databases differ after heal: primary only {only_a:?}, secondary only {only_b:?}"
+            ));
+        }
+    }
+}
+
+fn seeds_from_env() -> (u64, u64) {
+    let spec = std::env::var("TANDEM_SIM_SEEDS").unwrap_or_else(|_| "1..13".into());
+    let (a, b) = spec
+        .split_once("..")
+        .unwrap_or_else(|| panic!("TANDEM_SIM_SEEDS must look like 1..500, got {spec:?}"));
+    let a: u64 = a.trim().parse().expect("TANDEM_SIM_SEEDS start");
+    let b: u64 = b.trim().parse().expect("TANDEM_SIM_SEEDS end");
+    assert!(a < b, "TANDEM_SIM_SEEDS must be a non-empty range");
+    (a, b)
+}
+
+fn steps_from_env() -> u64 {
+    std::env::var("TANDEM_SIM_STEPS")
+        .ok()
+        .map(|s| s.parse().expect("TANDEM_SIM_STEPS must be a number"))
+        .unwrap_or(3_000)
+}
+
+fn run_until(w: &mut World, max_steps: u64, cond: impl Fn(&World) -> bool) -> bool {
+    for _ in 0..max_steps {
+        if cond(w) {
+            return true;
+        }
+        w.step(1_000, false);
+    }
+    cond(w)
+}
+
+fn dump(w: &World) -> String {
+    format!(
+        "{:?}\n{}",
+        states(w),
+        w.trace.iter().cloned().collect::<Vec<_>>().join("\n")
+    )
+}
+
+fn states(w: &World) -> [Option<ServerState>; 2] {
+    [w.servers[0].state(), w.servers[1].state()]
+}
+
+fn both(s: ServerState) -> impl Fn(&World) -> bool {
+    move |w| states(w) == [Some(s), Some(s)]
+}
+
+fn assert_clean(w: &World, what: &str) {
+    assert!(
+        w.stats.violations.is_empty(),
+        "{what}: {:?}\ntrace:\n{}",
+        w.stats.violations,
+        w.trace.iter().cloned().collect::<Vec<_>>().join("\n")
+    );
+}
+
+/// A fresh pair reaches NORMAL, the secondary gets its share of prefixes, clients bind.
+fn warm_up(seed: u64) -> World {
+    let mut w = World::new(seed, 24);
+    assert!(
+        run_until(&mut w, 120, both(ServerState::Normal)),
+        "fresh pair reaches NORMAL: {}",
+        dump(&w)
+    );
+    for _ in 0..240 {
+        w.step(1_000, false);
+    }
+    assert!(w.stats.grants > 10, "clients were served");
+    w
+}
+
+#[test]
+fn figure_9_potential_conflict_resolution() {
+    let mut w = warm_up(9);
+    let backup = w.servers[1]
+        .ep
+        .as_ref()
+        .unwrap()
+        .prefix_pool()
+        .iter()
+        .filter(|(_, s)| *s == PoolStatus::FreeBackup)
+        .count();
+    assert!(
+        backup > 0,
+        "POOLREQ gave the secondary FREE-BACKUP prefixes"
+    );
+    w.partition(u64::MAX);
+    assert!(run_until(
+        &mut w,
+        60,
+        both(ServerState::CommunicationsInterrupted)
+    ));
+    // The operator (wrongly) declares the secondary down; the partition heals within MCLT.
+    assert!(w.operator_partner_down(0));
+    for _ in 0..20 {
+        w.step(1_000, false);
+    }
+    w.heal();
+    let sent_before = w.servers[0].ep.as_ref().unwrap().counters().sent[28];
+    assert!(
+        run_until(&mut w, 300, both(ServerState::Normal)),
+        "{}",
+        dump(&w)
+    );
+    // Figure 9: P: PARTNER-DOWN → POTENTIAL-CONFLICT → CONFLICT-DONE → NORMAL;
+    // S: COMMUNICATIONS-INTERRUPTED → POTENTIAL-CONFLICT → NORMAL; each side sent UPDREQ.
+    let p = &w.stats.transitions[0];
+    let s = &w.stats.transitions[1];
+    let tail = |v: &Vec<ServerState>, n: usize| v[v.len() - n..].to_vec();
+    assert_eq!(
+        tail(p, 4),
+        vec![
+            ServerState::PartnerDown,
+            ServerState::PotentialConflict,
+            ServerState::ConflictDone,
+            ServerState::Normal
+        ]
+    );
+    assert_eq!(
+        tail(s, 2),
+        vec![ServerState::PotentialConflict, ServerState::Normal]
+    );
+    assert_eq!(
+        w.servers[0].ep.as_ref().unwrap().counters().sent[28],
+        sent_before + 1
+    );
+    assert!(w.servers[1].ep.as_ref().unwrap().counters().sent[28] >= 1);
+    // POOLREQ after the secondary's return to NORMAL is answered.
+    for _ in 0..30 {
+        w.step(1_000, false);
+    }
+    assert!(
+        w.servers[0].ep.as_ref().unwrap().counters().sent[27] >= 2,
+        "POOLRESP"
+    );
+    w.settle_and_compare();
+    assert_clean(&w, "figure 9");
+}
+
+#[test]
+fn recovery_after_total_database_loss_uses_updreqall() {
+    let mut w = warm_up(17);
+    let before = World::active_set(&w.servers[0].table, w.now / 1000);
+    assert!(!before.is_empty());
+    w.crash(1, true);
+    for _ in 0..10 {
+        w.step(1_000, false);
+    }
+    w.restart(1);
+    assert!(
+        run_until(&mut w, 400, both(ServerState::Normal)),
+        "{}",
+        dump(&w)
+    );
+    let s = &w.stats.transitions[1];
+    let n = s.len();
+    assert_eq!(
+        s[n - 4..].to_vec(),
+        vec![
+            ServerState::Recover,
+            ServerState::RecoverWait,
+            ServerState::RecoverDone,
+            ServerState::Normal
+        ]
+    );
+    // The secondary lost its storage while the primary remembers talking to it: UPDREQALL.
+    assert_eq!(
+        w.servers[1].ep.as_ref().unwrap().counters().sent[29],
+        1,
+        "UPDREQALL sent"
+    );
+    assert_eq!(w.servers[0].ep.as_ref().unwrap().counters().received[29], 1);
+    // RECOVER-WAIT lasted MCLT (§8.6.2).
+    w.settle_and_compare();
+    assert_clean(&w, "total database loss");
+}
+
+#[test]
+fn partner_down_after_crash_keeps_leases_stable() {
+    let mut w = warm_up(23);
+    // Auto-partner-down on the secondary (§8.9.2).
+    w.crash(0, false);
+    let now = w.servers[1].local(w.now);
+    {
+        let s = &mut w.servers[1];
+        let mut cfg = s.cfg.clone();
+        cfg.auto_partner_down = Some(30);
+        s.cfg = cfg.clone();
+        let mut ep = Endpoint::new(cfg, s.persisted, now);
+        ep.restore_prefix_pool(&s.saved_pool);
+        s.ep = Some(ep);
+    }
+    assert!(run_until(&mut w, 120, |w| w.servers[1].state()
+        == Some(ServerState::PartnerDown)));
+    // Clients renew and rebind at the secondary across the primary's absence.
+    let renewals = w.stats.renewals;
+    for _ in 0..(3 * MCLT as u64) {
+        w.step(1_000, false);
+    }
+    assert!(w.stats.renewals > renewals);
+    w.restart(0);
+    assert!(
+        run_until(&mut w, 400, both(ServerState::Normal)),
+        "{}",
+        dump(&w)
+    );
+    assert!(w.stats.transitions[0].contains(&ServerState::Recover));
+    w.settle_and_compare();
+    assert_clean(&w, "partner down after crash");
+}
+
+#[test]
+fn skew_beyond_five_seconds_keeps_the_pair_apart() {
+    let mut w = World::new(5, 8);
+    w.servers[1].skew_ms = 8_000;
+    for _ in 0..60 {
+        w.step(1_000, false);
+    }
+    assert!(!w.servers[0].ep.as_ref().unwrap().comms_ok());
+    assert!(w.servers[1].ep.as_ref().unwrap().counters().skewed > 0);
+    w.servers[1].skew_ms = 3_000;
+    assert!(
+        run_until(&mut w, 120, both(ServerState::Normal)),
+        "{}",
+        dump(&w)
+    );
+    assert_clean(&w, "skew");
+}
+
+#[test]
+fn random_schedules() {
+    let (a, b) = seeds_from_env();
+    let steps = steps_from_env();
+    let mut violations = 0usize;
+    let mut visited = BTreeSet::new();
+    let (mut grants, mut renewals, mut lost) = (0, 0, 0);
+    let mut first_failure = None;
+    for seed in a..b {
+        let mut w = World::new(seed, 32);
+        for _ in 0..steps {
+            let dt = w.rng.range(200, 3_000);
+            w.step(dt, true);
+        }
+        w.settle_and_compare();
+        violations += w.stats.violations.len();
+        visited.extend(w.stats.visited.iter().copied());
+        grants += w.stats.grants;
+        renewals += w.stats.renewals;
+        lost += w.stats.lost_leases;
+        if !w.stats.violations.is_empty() && first_failure.is_none() {
+            first_failure = Some((
+                seed,
+                w.stats.violations.clone(),
+                w.trace.iter().cloned().collect::<Vec<_>>().join("\n"),
+            ));
+        }
+    }
+    println!(
+        "failover_sim: seeds {a}..{b} ({} runs), steps {steps} per seed, grants {grants}, renewals {renewals}, leases lost to unresponsive pair {lost}, violations {violations}, states visited: {}/10 {:?}",
+        b - a,
+        visited.len(),
+        visited.iter().map(|s| s.as_str()).collect::<Vec<_>>()
+    );
+    if let Some((seed, v, trace)) = first_failure {
+        panic!("seed {seed}: {v:?}\ntrace (last events):\n{trace}");
+    }
+}
+
+/// How many trace lines a failing run prints (`TANDEM_SIM_TRACE`, default 400).
+fn trace_limit() -> usize {
+    std::env::var("TANDEM_SIM_TRACE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(400)
+}
