@@ -330,6 +330,22 @@ pub struct ServeContext {
     pub foreign: Vec<Vec<Lease>>,
 }
 
+/// Stops the server if its shard thread unwinds.
+struct StopOnPanic {
+    index: usize,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for StopOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            tracing::error!(shard = self.index, "shard panicked; stopping the server");
+            self.stop.store(true, Ordering::SeqCst);
+            let _ = sys::raise_in_process(libc::SIGTERM);
+        }
+    }
+}
+
 /// Spawns the shards, waits for a termination signal, stops them and collects reports.
 ///
 /// Each shard thread builds its own backend (`make_io`), table ([`build_table`]) and service
@@ -412,6 +428,12 @@ where
                         let _ = ready.send((index, Err(e.clone())));
                         return Err(e);
                     }
+                };
+                // A shard that dies (error or panic) must not leave the server half-running
+                // with its clients unanswered: stop everything and let the operator see why.
+                let _guard = StopOnPanic {
+                    index,
+                    stop: stop.clone(),
                 };
                 let result = shard.run().map_err(|e| format!("I/O error: {e}"));
                 if let Err(e) = &result {
