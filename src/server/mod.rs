@@ -269,6 +269,12 @@ pub fn serve(opts: &ServeOptions) -> Result<Vec<ShardReport>, ServeError> {
     for s in &p.config.subnets {
         tracing::info!(subnet = %s.prefix, interfaces = ?s.interfaces, "serving");
     }
+    if p.config.subnets.is_empty() {
+        tracing::warn!(
+            "no subnet configured (and no up, non-loopback interface for the embedded \
+             default): every request will be dropped as no_link"
+        );
+    }
     if p.config.io.backend == Backend::Xdp {
         return xdp::serve_xdp(p, opts.null_reflector);
     }
