@@ -1,7 +1,13 @@
 //! Criterion micro-benchmarks: one group per module, each module adds its own function
 //! under bench/src/micro/ and one name below.
-use criterion::{criterion_group, criterion_main};
+use criterion::{criterion_group, criterion_main, Criterion};
 use tandem_bench::micro;
 
-criterion_group!(benches, micro::engine::benchmarks, micro::wire::benchmarks);
-criterion_main!(benches);
+criterion_group!(benches, micro::wire::benchmarks, micro::store::benchmarks);
+criterion_group! {
+    name = engine;
+    // Thread CPU time: see bench/src/micro/cputime.rs for why.
+    config = Criterion::default().with_measurement(micro::cputime::ThreadCpuTime::default());
+    targets = micro::engine::benchmarks
+}
+criterion_main!(benches, engine);

@@ -299,9 +299,8 @@ pub struct Engine {
     /// Free bitmaps, `[subnet][pd_pool]`.
     prefixes: Vec<Vec<PrefixBitmap>>,
     /// Resources in this shard's partition held by clients of other shards (after a
-    /// re-shard), with their expiry: taken until then.
+    /// re-shard): taken until the next restart ([`Engine::mark_foreign`]).
     foreign: HashSet<Resource>,
-    foreign_expiry: Vec<(u64, Resource)>,
     counters: Counters,
     scratch: Scratch,
     /// What the failover endpoint state allows ([`Engine::set_scope`]).
@@ -324,7 +323,6 @@ impl Engine {
             partition,
             reservations,
             foreign: HashSet::new(),
-            foreign_expiry: Vec::new(),
             counters: Counters::default(),
             scratch: Scratch::default(),
             scope: ServiceScope::standalone(),
@@ -438,21 +436,21 @@ impl Engine {
     }
 
     /// Resources in this shard's partition that belong to clients of other shards (the
-    /// store finds them when the shard count changed): treated as taken until they expire.
+    /// store finds them when the shard count changed). They stay taken until the next
+    /// restart, not just until their current expiry: the owning shard may renew them
+    /// meanwhile and this shard would never see the new expiry, so releasing them early
+    /// could give one resource to two clients. At the next restart the store recomputes
+    /// the set from the tables.
     pub fn mark_foreign(&mut self, leases: &[Lease]) {
         for l in leases {
-            if self.foreign.insert(l.resource) {
-                self.foreign_expiry.push((l.expires_at, l.resource));
-                if l.resource.is_prefix() {
-                    if let Some((s, i, idx)) =
-                        Self::locate_prefix(&self.prefixes, l.resource.addr, l.resource.prefix_len)
-                    {
-                        self.prefixes[s][i].take(idx);
-                    }
+            if self.foreign.insert(l.resource) && l.resource.is_prefix() {
+                if let Some((s, i, idx)) =
+                    Self::locate_prefix(&self.prefixes, l.resource.addr, l.resource.prefix_len)
+                {
+                    self.prefixes[s][i].take(idx);
                 }
             }
         }
-        self.foreign_expiry.sort_unstable_by(|a, b| b.cmp(a));
     }
 
     /// Moves leases whose time is up to their next state (at most `budget` records) and
@@ -467,22 +465,16 @@ impl Engine {
             self.release_resource(&l.resource);
         }
         self.scratch.freed = freed;
-        // Foreign resources end with their lease (sorted latest first: pop the earliest).
-        while let Some(&(at, r)) = self.foreign_expiry.last() {
-            if at > now_secs {
-                break;
-            }
-            self.foreign_expiry.pop();
-            self.foreign.remove(&r);
-            self.release_resource(&r);
-        }
         self.counters.leases_expired += changed as u64;
         changed
     }
 
     /// Returns a delegated prefix to its bitmap (addresses have no allocator state).
     fn release_resource(&mut self, r: &Resource) {
-        if !r.is_prefix() || self.reservations.is_reserved_prefix(r.addr, r.prefix_len) {
+        if !r.is_prefix()
+            || self.reservations.is_reserved_prefix(r.addr, r.prefix_len)
+            || self.foreign.contains(r)
+        {
             return;
         }
         if let Some((s, i, idx)) = Self::locate_prefix(&self.prefixes, r.addr, r.prefix_len) {

@@ -1045,3 +1045,47 @@ fn failover_scope_governs_answers_halves_and_lifetimes() {
         Some(DropReason::Policy)
     );
 }
+
+#[test]
+fn foreign_resources_stay_taken() {
+    let mut e = engine();
+    let mut t = MemoryTable::new();
+    let mut foreign = Lease {
+        resource: Resource::address("2001:db8:2::100".parse().unwrap()),
+        ia_type: IaType::Na,
+        duid: Duid::new(&duid(99)).unwrap(),
+        iaid: 1,
+        state: BindingState::Active,
+        preferred_lifetime: 10,
+        valid_lifetime: 10,
+        cltt: T0,
+        expires_at: T0 + 10,
+        subnet: 1,
+        partner_lifetime: 0,
+        update_pending: false,
+    };
+    let pd = {
+        foreign.resource = Resource::prefix("2001:db8:300::".parse().unwrap(), 56);
+        foreign
+    };
+    foreign.resource = Resource::address("2001:db8:2::100".parse().unwrap());
+    e.mark_foreign(&[foreign, pd]);
+    // Long after the foreign leases' own expiry (the other shard may have renewed them).
+    e.expire(at(100_000), &mut t, 100);
+    let mut got = Vec::new();
+    for n in 0..2u8 {
+        let inner = msg(MessageType::Request, &duid(90 + n), Some(&sid()), |w| {
+            ia_na(w, 1, &["2001:db8:2::100"]);
+            ia_pd(w, 2, &[("2001:db8:300::", 56)]);
+        });
+        let p = relay(&inner, 0, "2001:db8:2::1", |_| {});
+        let r = run(&mut e, &mut t, &from_relay(547), &p, at(100_001));
+        assert_ne!(r.ia_pd(2).2.first().map(|p| p.0), Some(pd.resource.addr));
+        got.push(r.ia_na(1));
+    }
+    assert_eq!(
+        got[0].2[0].0,
+        "2001:db8:2::101".parse::<Ipv6Addr>().unwrap()
+    );
+    assert_eq!(got[1].3, Some(StatusCode::NoAddrsAvail));
+}

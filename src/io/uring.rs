@@ -586,7 +586,13 @@ impl PacketIo for UringIo {
         };
         match waited {
             Ok(_) => {}
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME) | Some(libc::EINTR)) => {}
+            // Timeout, signal, or the kernel asking us to reap completions first (EBUSY/EAGAIN
+            // with a backlog of overflowed CQEs): all transient, the drain below handles them.
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN)
+                ) => {}
             Err(e) => return Err(e),
         }
         let mut delivered = 0;

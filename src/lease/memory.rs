@@ -1,7 +1,9 @@
 //! In-memory lease table (durability mode `memory`, tests, and the engine's unit tests).
 
+use hashbrown::hash_map::Entry;
 use hashbrown::HashMap;
-use std::collections::BTreeSet;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 
 use super::{BindingState, CommitId, Duid, IaType, Lease, LeaseTable, Resource, TableError};
 
@@ -10,8 +12,11 @@ use super::{BindingState, CommitId, Duid, IaType, Lease, LeaseTable, Resource, T
 pub struct MemoryTable {
     by_resource: HashMap<Resource, Lease>,
     by_client: HashMap<Duid, Vec<Resource>>,
-    /// (expires_at, resource) for every record, so expiry never scans the whole table.
-    expiry: BTreeSet<(u64, Resource)>,
+    /// (expires_at, resource) min-heap, so expiry never scans the whole table. Entries are
+    /// not removed when a lease changes (a renewal would otherwise cost two tree updates);
+    /// an entry is acted on only if the record still ends at that time, otherwise it is a
+    /// stale leftover and skipped.
+    expiry: BinaryHeap<Reverse<(u64, Resource)>>,
     last_commit: CommitId,
     dirty: bool,
 }
@@ -21,12 +26,11 @@ impl MemoryTable {
         Self::default()
     }
 
-    fn unlink(&mut self, old: &Lease) {
-        self.expiry.remove(&(old.expires_at, old.resource));
-        if let Some(list) = self.by_client.get_mut(&old.duid) {
-            list.retain(|r| *r != old.resource);
+    fn unlink_client(&mut self, duid: &Duid, resource: &Resource) {
+        if let Some(list) = self.by_client.get_mut(duid) {
+            list.retain(|r| r != resource);
             if list.is_empty() {
-                self.by_client.remove(&old.duid);
+                self.by_client.remove(duid);
             }
         }
     }
@@ -55,21 +59,38 @@ impl LeaseTable for MemoryTable {
     }
 
     fn upsert(&mut self, lease: Lease) -> Result<(), TableError> {
-        if let Some(old) = self.by_resource.insert(lease.resource, lease) {
-            self.unlink(&old);
+        self.dirty = true;
+        let old = match self.by_resource.entry(lease.resource) {
+            Entry::Occupied(mut e) => Some(e.insert(lease)),
+            Entry::Vacant(e) => {
+                e.insert(lease);
+                None
+            }
+        };
+        match old {
+            // A renewal: same client, same resource; only the expiry may need a new entry.
+            Some(old) if old.duid == lease.duid => {
+                if old.expires_at != lease.expires_at {
+                    self.expiry
+                        .push(Reverse((lease.expires_at, lease.resource)));
+                }
+                return Ok(());
+            }
+            Some(old) => self.unlink_client(&old.duid, &old.resource),
+            None => {}
         }
         self.by_client
             .entry(lease.duid)
             .or_default()
             .push(lease.resource);
-        self.expiry.insert((lease.expires_at, lease.resource));
-        self.dirty = true;
+        self.expiry
+            .push(Reverse((lease.expires_at, lease.resource)));
         Ok(())
     }
 
     fn remove(&mut self, resource: &Resource) -> Result<(), TableError> {
         if let Some(old) = self.by_resource.remove(resource) {
-            self.unlink(&old);
+            self.unlink_client(&old.duid, &old.resource);
             self.dirty = true;
         }
         Ok(())
@@ -78,16 +99,19 @@ impl LeaseTable for MemoryTable {
     fn expire(&mut self, now_secs: u64, budget: usize, freed: &mut Vec<Lease>) -> usize {
         let mut changed = 0;
         while changed < budget {
-            let Some(&(at, resource)) = self.expiry.first() else {
+            let Some(&Reverse((at, resource))) = self.expiry.peek() else {
                 break;
             };
             if at > now_secs {
                 break;
             }
+            self.expiry.pop();
             let Some(mut lease) = self.by_resource.get(&resource).copied() else {
-                self.expiry.pop_first();
                 continue;
             };
+            if lease.expires_at != at {
+                continue; // stale entry: the lease was renewed or changed since
+            }
             changed += 1;
             if lease.state == BindingState::Active {
                 // RFC 8415 §18.3: the resource returns to the pool when the valid lifetime
@@ -125,5 +149,65 @@ impl LeaseTable for MemoryTable {
 
     fn durable(&mut self, _wait: bool) -> Result<CommitId, TableError> {
         Ok(self.last_commit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv6Addr;
+
+    fn lease(n: u8, expires_at: u64) -> Lease {
+        Lease {
+            resource: Resource::address(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, u16::from(n))),
+            ia_type: IaType::Na,
+            duid: Duid::new(&[0, 3, 0, 1, n]).unwrap(),
+            iaid: 1,
+            state: BindingState::Active,
+            preferred_lifetime: 50,
+            valid_lifetime: 100,
+            cltt: expires_at.saturating_sub(100),
+            expires_at,
+            subnet: 0,
+            partner_lifetime: 0,
+            update_pending: false,
+        }
+    }
+
+    #[test]
+    fn renewed_leases_do_not_expire_at_their_old_time() {
+        let mut t = MemoryTable::new();
+        t.upsert(lease(1, 100)).unwrap();
+        t.upsert(lease(2, 100)).unwrap();
+        t.upsert(lease(1, 300)).unwrap(); // renewed
+        let mut freed = Vec::new();
+        assert_eq!(t.expire(150, 10, &mut freed), 1);
+        assert_eq!(freed.len(), 1);
+        assert_eq!(freed[0].duid, lease(2, 0).duid);
+        assert_eq!(
+            t.by_resource(&lease(1, 0).resource).unwrap().state,
+            BindingState::Active
+        );
+        // Lease 2's Expired record goes at 150 + 100; lease 1 expires at 300.
+        freed.clear();
+        assert_eq!(t.expire(300, 10, &mut freed), 2);
+        assert!(t.by_resource(&lease(2, 0).resource).is_none());
+        assert_eq!(freed.len(), 1);
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn a_resource_moving_to_another_client_leaves_the_old_index() {
+        let mut t = MemoryTable::new();
+        t.upsert(lease(1, 100)).unwrap();
+        let mut other = lease(2, 200);
+        other.resource = lease(1, 0).resource;
+        t.upsert(other).unwrap();
+        let mut out = Vec::new();
+        t.client_leases(&lease(1, 0).duid, &mut out);
+        assert!(out.is_empty());
+        t.client_leases(&other.duid, &mut out);
+        assert_eq!(out, vec![other]);
+        assert_eq!(t.len(), 1);
     }
 }

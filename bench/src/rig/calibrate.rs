@@ -62,6 +62,7 @@ fn params(scenario: Scenario, subscribers: u32, secs: f64, path: Path, seed: u8)
         scenario,
         subscribers,
         rate: None,
+        renew_at_t1: false,
         window: 256,
         duration_us: (secs * 1e6) as u64,
         path,
@@ -236,7 +237,12 @@ pub fn calibrate(a: &CalibrateArgs) -> Result<(), String> {
         storage,
         server,
     };
-    let text = cal.to_toml();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let text = format!(
+        "# Written by `tandem-bench {}`.\n# Read by `tandem plan --calibration`.\n\n{}",
+        args.join(" "),
+        cal.to_toml()
+    );
     std::fs::write(&a.out, &text).map_err(|e| format!("{}: {e}", a.out.display()))?;
     print!("{text}");
     eprintln!("calibrate: wrote {}", a.out.display());
