@@ -37,8 +37,11 @@
 static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)BPF_FUNC_map_lookup_elem;
 static long (*bpf_redirect_map)(void *map, __u64 key, __u64 flags) = (void *)BPF_FUNC_redirect_map;
 
-#define DHCPV6_SERVER_PORT 547
 #define MAX_QUEUES 256
+
+// The UDP port redirected: 547 (RFC 8415 §7.2) unless the server is configured otherwise
+// ([io] port, for labs). Set by the loader before the program is verified (.rodata).
+volatile const __u16 tandem_server_port = 547;
 
 // Counter slots; src/io/xdp/program.rs mirrors this list (XdpCounter).
 enum tandem_counter {
@@ -134,7 +137,7 @@ int tandem_xdp(struct xdp_md *ctx)
 	struct udphdr *udp = (void *)(ip6 + 1);
 	if ((void *)(udp + 1) > data_end)
 		return pass(C_PASS_TRUNCATED);
-	if (udp->dest != be16(DHCPV6_SERVER_PORT))
+	if (udp->dest != be16(tandem_server_port))
 		return pass(C_PASS_OTHER_PORT);
 
 	__u32 queue = ctx->rx_queue_index;

@@ -524,7 +524,7 @@ fn echo_role() {
         ring_size: 256,
         ..XdpConfig::default()
     };
-    let (plane, shards) = XdpDataPlane::open(&[SERVER_IF.to_owned()], &config, None)
+    let (plane, shards) = XdpDataPlane::open(&[SERVER_IF.to_owned()], &config, None, 547)
         .unwrap_or_else(|e| panic!("opening the data plane: {e}"));
     assert_eq!(shards.len(), 2, "one shard per veth queue");
 

@@ -83,9 +83,10 @@ pub struct ServeArgs {
     #[arg(long = "interface", short = 'i', value_name = "IF")]
     pub interfaces: Vec<String>,
     /// UDP port (default 547; other ports are for labs and tests).
-    #[arg(long, value_name = "PORT")]
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
     pub port: Option<u16>,
-    /// Echo every datagram instead of serving DHCPv6: the I/O baseline for benchmarks.
+    /// Answer each DHCPv6 message with itself, only its type turned into the server's (no
+    /// engine, no leases): the I/O baseline for benchmarks.
     #[arg(long)]
     pub null_reflector: bool,
 }

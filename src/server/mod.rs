@@ -15,6 +15,7 @@
 //!    releases the replies whose leases are durable, logs its counters and exits.
 
 pub mod duid;
+mod xdp;
 
 use std::net::{Ipv6Addr, SocketAddrV6};
 use std::path::PathBuf;
@@ -74,6 +75,8 @@ pub enum ServeError {
     UnknownInterface { name: String, known: String },
     #[error("the {0:?} backend is not part of this build yet")]
     BackendUnavailable(Backend),
+    #[error("AF_XDP backend: {0}")]
+    Xdp(#[from] crate::io::xdp::XdpError),
     #[error("shard {index}: {message}")]
     Shard { index: usize, message: String },
     #[error("lease store: {0}")]
@@ -133,6 +136,9 @@ pub struct Prepared {
     pub shards: usize,
     /// Interfaces (index, name) where the multicast groups are joined.
     pub multicast: Vec<(u32, String)>,
+    /// Core of each shard when it is not the default (shard i on core i mod cores): the
+    /// AF_XDP backend's `[io.xdp] queue_cores`.
+    pub shard_cores: Vec<usize>,
 }
 
 /// Steps 2–4 of the start-up: interfaces, configuration, data directory, DUID.
@@ -187,6 +193,7 @@ pub fn prepare(opts: &ServeOptions) -> Result<Prepared, ServeError> {
         server_duid,
         shards,
         multicast,
+        shard_cores: Vec::new(),
     })
 }
 
@@ -249,9 +256,6 @@ fn multicast_interfaces(
 pub fn serve(opts: &ServeOptions) -> Result<Vec<ShardReport>, ServeError> {
     sys::block_termination_signals().map_err(io_err("blocking termination signals"))?;
     let p = prepare(opts)?;
-    if p.config.io.backend != Backend::Uring {
-        return Err(ServeError::BackendUnavailable(p.config.io.backend));
-    }
     tracing::info!(
         config = %p.config.origin,
         data_dir = %p.data_dir.display(),
@@ -265,11 +269,19 @@ pub fn serve(opts: &ServeOptions) -> Result<Vec<ShardReport>, ServeError> {
     for s in &p.config.subnets {
         tracing::info!(subnet = %s.prefix, interfaces = ?s.interfaces, "serving");
     }
-    if opts.null_reflector {
-        tracing::warn!("null reflector mode: echoing datagrams, not serving DHCPv6");
-        return run_shards(&p, uring_io, |_, _, _| Ok(Reflector::default()));
+    if p.config.io.backend == Backend::Xdp {
+        return xdp::serve_xdp(p, opts.null_reflector);
     }
-    run_shards(&p, uring_io, engine_service)
+    serve_uring(&p, opts.null_reflector)
+}
+
+/// Runs the shards on io_uring sockets (the default backend, and the AF_XDP fallback).
+fn serve_uring(p: &Prepared, null_reflector: bool) -> Result<Vec<ShardReport>, ServeError> {
+    if null_reflector {
+        tracing::warn!("null reflector mode: echoing datagrams, not serving DHCPv6");
+        return run_shards(p, uring_io, |_, _, _| Ok(Reflector::default()));
+    }
+    run_shards(p, uring_io, engine_service)
 }
 
 /// Builds shard `index`'s io_uring socket on `[::]:<port>`.
@@ -365,7 +377,10 @@ where
     let mut handles: Vec<JoinHandle<Result<ShardReport, String>>> = Vec::new();
     for links in links {
         let index = links.index();
-        let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
+        let core = match p.shard_cores.get(index) {
+            Some(&id) if io.pin_cores => Some(core_affinity::CoreId { id }),
+            _ => (!cores.is_empty()).then(|| cores[index % cores.len()]),
+        };
         let ctx = ctx.clone();
         let make_service = make_service.clone();
         let make_io = make_io.clone();

@@ -6,6 +6,7 @@ use super::*;
 use crate::io::uring::{UringIo, UringOptions};
 use crate::lease::memory::MemoryTable;
 use crate::lease::{BindingState, Duid, IaType, Lease, Resource};
+use std::collections::VecDeque;
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket};
 use std::sync::atomic::AtomicU64;
 
@@ -353,4 +354,235 @@ fn run_expires_leases_between_batches() {
     wakers[0].wake();
     let report = t.join().unwrap().unwrap();
     assert!(report.counters.expired >= 1, "{:?}", report.counters);
+}
+
+/// A [`PacketIo`] over in-memory queues, for the property test of the loop's release
+/// rule: each reply carries (in its bytes) the commit id it depends on, and `send` checks it
+/// against the table's durable id at that moment.
+struct QueueIo {
+    inbox: VecDeque<(RxMeta, Vec<u8>)>,
+    batch: usize,
+    durable: Arc<AtomicU64>,
+    sent: Vec<u32>,
+    violations: Vec<String>,
+}
+
+impl PacketIo for QueueIo {
+    fn recv_batch(
+        &mut self,
+        _timeout: Option<Duration>,
+        f: &mut dyn FnMut(&RxMeta, &[u8]),
+    ) -> io::Result<usize> {
+        let mut n = 0;
+        while n < self.batch {
+            let Some((m, p)) = self.inbox.pop_front() else {
+                break;
+            };
+            f(&m, &p);
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn send(&mut self, _meta: &TxMeta, payload: &[u8]) -> io::Result<()> {
+        let id = u32::from_be_bytes(payload[..4].try_into().unwrap());
+        let need = u64::from_be_bytes(payload[4..12].try_into().unwrap());
+        let durable = self.durable.load(Ordering::SeqCst);
+        if need > durable {
+            self.violations.push(format!(
+                "reply {id} needs batch {need}, durable is {durable}"
+            ));
+        }
+        self.sent.push(id);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Answers `[id u32][needed commit u64]`: a request with an even id records a lease (its
+/// reply needs the batch that will hold it, `commits + 1`); an odd id changes nothing (its
+/// reply needs every batch issued so far, `commits`).
+struct Promiser {
+    commits: Arc<AtomicU64>,
+}
+
+impl Service for Promiser {
+    fn owner(&self, _payload: &[u8], _shards: usize) -> Option<usize> {
+        None
+    }
+
+    fn handle<T: LeaseTable>(
+        &mut self,
+        rx: &RxMeta,
+        payload: &[u8],
+        now: Timestamp,
+        table: &mut T,
+        out: &mut Vec<u8>,
+    ) -> Option<TxMeta> {
+        let id = u32::from_be_bytes(payload.try_into().ok()?);
+        let need = if id % 2 == 0 {
+            let b = id.to_be_bytes();
+            table
+                .upsert(Lease {
+                    resource: Resource::address(Ipv6Addr::from(u128::from(id))),
+                    ia_type: IaType::Na,
+                    duid: Duid::new(&[0, 4, b[0], b[1], b[2], b[3]]).unwrap(),
+                    iaid: 1,
+                    state: BindingState::Active,
+                    preferred_lifetime: 100,
+                    valid_lifetime: 200,
+                    cltt: now.secs(),
+                    expires_at: now.secs() + 200,
+                    subnet: 0,
+                    partner_lifetime: 0,
+                    update_pending: false,
+                })
+                .ok()?;
+            self.commits.load(Ordering::SeqCst) + 1
+        } else {
+            self.commits.load(Ordering::SeqCst)
+        };
+        out.extend_from_slice(&id.to_be_bytes());
+        out.extend_from_slice(&need.to_be_bytes());
+        Some(TxMeta::reply_to(rx, rx.src))
+    }
+
+    fn expire<T: LeaseTable>(&mut self, _now: Timestamp, _table: &mut T, _budget: usize) -> usize {
+        0
+    }
+
+    fn log_counters(&self, _shard: usize) {}
+}
+
+/// [`Lagging`] that also publishes how many batches were committed.
+struct Counting {
+    inner: Lagging,
+    commits: Arc<AtomicU64>,
+}
+
+impl LeaseTable for Counting {
+    fn ia_leases(&self, duid: &Duid, ia_type: IaType, iaid: u32, out: &mut Vec<Lease>) {
+        self.inner.ia_leases(duid, ia_type, iaid, out)
+    }
+    fn client_leases(&self, duid: &Duid, out: &mut Vec<Lease>) {
+        self.inner.client_leases(duid, out)
+    }
+    fn by_resource(&self, resource: &Resource) -> Option<Lease> {
+        self.inner.by_resource(resource)
+    }
+    fn upsert(&mut self, lease: Lease) -> Result<(), TableError> {
+        self.inner.upsert(lease)
+    }
+    fn remove(&mut self, resource: &Resource) -> Result<(), TableError> {
+        self.inner.remove(resource)
+    }
+    fn expire(&mut self, now_secs: u64, budget: usize, freed: &mut Vec<Lease>) -> usize {
+        self.inner.expire(now_secs, budget, freed)
+    }
+    fn len(&self) -> usize {
+        self.inner.len()
+    }
+    fn for_each(&self, f: &mut dyn FnMut(&Lease)) {
+        self.inner.for_each(f)
+    }
+    fn commit(&mut self) -> Result<Option<CommitId>, TableError> {
+        let r = self.inner.commit();
+        if let Ok(Some(id)) = r {
+            self.commits.store(id, Ordering::SeqCst);
+        }
+        r
+    }
+    fn durable(&mut self, wait: bool) -> Result<CommitId, TableError> {
+        self.inner.durable(wait)
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Step {
+    /// Queue this many requests.
+    Arrive(u8),
+    /// One loop iteration.
+    Poll,
+    /// The store completes every batch committed so far.
+    Sync,
+}
+
+fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+    use proptest::prelude::*;
+    prop_oneof![
+        (1u8..12).prop_map(Step::Arrive),
+        Just(Step::Poll),
+        Just(Step::Poll),
+        Just(Step::Sync),
+    ]
+}
+
+proptest::proptest! {
+    /// Whatever the interleaving of arrivals, loop iterations and store completions: no
+    /// reply leaves before the batch it depends on is durable, replies leave in arrival
+    /// order, and once the store catches up every request is answered exactly once.
+    #[test]
+    fn replies_never_overtake_durability(
+        steps in proptest::collection::vec(step(), 1..60),
+        batch in 1usize..8,
+    ) {
+        let durable = Arc::new(AtomicU64::new(0));
+        let commits = Arc::new(AtomicU64::new(0));
+        let io = QueueIo {
+            inbox: VecDeque::new(),
+            batch,
+            durable: durable.clone(),
+            sent: Vec::new(),
+            violations: Vec::new(),
+        };
+        let table = Counting {
+            inner: Lagging { inner: MemoryTable::new(), durable: durable.clone() },
+            commits: commits.clone(),
+        };
+        let (mut links, _) = mesh(1, 8).unwrap();
+        let mut shard = Shard::new(
+            io,
+            table,
+            Promiser { commits: commits.clone() },
+            links.remove(0),
+            Arc::new(AtomicBool::new(false)),
+            ShardOptions::default(),
+        )
+        .unwrap();
+        let meta = RxMeta {
+            src: SocketAddrV6::new(Ipv6Addr::LOCALHOST, 546, 0, 0),
+            dst: Ipv6Addr::LOCALHOST,
+            ifindex: 1,
+            hop_limit: None,
+            l2: None,
+            queue: 0,
+        };
+        let mut next_id = 0u32;
+        for s in &steps {
+            match s {
+                Step::Arrive(n) => {
+                    for _ in 0..*n {
+                        shard.io.inbox.push_back((meta, next_id.to_be_bytes().to_vec()));
+                        next_id += 1;
+                    }
+                }
+                Step::Poll => {
+                    shard.poll_once(Some(Duration::ZERO)).unwrap();
+                }
+                Step::Sync => durable.store(commits.load(Ordering::SeqCst), Ordering::SeqCst),
+            }
+        }
+        // Drain: process everything left, then let the store catch up.
+        while !shard.io.inbox.is_empty() {
+            shard.poll_once(Some(Duration::ZERO)).unwrap();
+        }
+        durable.store(commits.load(Ordering::SeqCst), Ordering::SeqCst);
+        shard.poll_once(Some(Duration::ZERO)).unwrap();
+        proptest::prop_assert!(shard.io.violations.is_empty(), "{:?}", shard.io.violations);
+        proptest::prop_assert_eq!(&shard.io.sent, &(0..next_id).collect::<Vec<_>>());
+        proptest::prop_assert_eq!(shard.counters().answered, u64::from(next_id));
+    }
 }

@@ -60,8 +60,10 @@ struct RunArgs {
     #[arg(long, default_value_t = 10_000)]
     subscribers: u32,
     /// New exchanges per second (open loop), or `max` to go as fast as the server answers.
-    #[arg(long, default_value = "max", value_parser = parse_rate)]
-    rate: Rate,
+    /// Default: `max`, except renew, which renews every subscriber once per T1 (the T1 the
+    /// server granted in the warm-up): subscribers / T1 per second.
+    #[arg(long, value_parser = parse_rate)]
+    rate: Option<Rate>,
     /// Length of the measured phase in seconds.
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
@@ -172,7 +174,8 @@ fn run(a: RunArgs) -> Result<(), String> {
     let params = driver::Params {
         scenario: a.scenario,
         subscribers: a.subscribers,
-        rate: a.rate.0,
+        rate: a.rate.and_then(|r| r.0),
+        renew_at_t1: a.rate.is_none(),
         window: a.window.max(1),
         duration_us: (a.duration * 1e6) as u64,
         path,

@@ -62,6 +62,7 @@ fn params(scenario: Scenario, subscribers: u32, secs: f64, path: Path, seed: u8)
         scenario,
         subscribers,
         rate: None,
+        renew_at_t1: false,
         window: 256,
         duration_us: (secs * 1e6) as u64,
         path,

@@ -63,6 +63,9 @@ pub struct Params {
     /// New exchanges per second (open loop); `None` = as fast as the server answers, keeping
     /// at most `window` transactions outstanding (closed loop).
     pub rate: Option<f64>,
+    /// Renew without `rate`: renew at `subscribers / T1` (the site's steady state) instead
+    /// of as fast as the server answers.
+    pub renew_at_t1: bool,
     pub window: u32,
     /// Measured phase length.
     pub duration_us: u64,
@@ -435,7 +438,7 @@ impl Driver {
         self.phase_rate = match (self.p.scenario, self.p.rate) {
             // "Steady renewals": every bound subscriber renews once per T1, so the site's
             // renewal rate is subscribers / T1 (T1 as the server granted it in warm-up).
-            (Scenario::Renew, None) => self
+            (Scenario::Renew, None) if self.p.renew_at_t1 => self
                 .mean_t1_secs()
                 .map(|t1| self.warmup_bound.max(1) as f64 / t1),
             (_, rate) => rate,
@@ -456,7 +459,8 @@ impl Driver {
 
     fn sample(&mut self, now_us: u64) {
         let secs = (now_us - self.interval_start_us) as f64 / 1e6;
-        if secs <= 0.0 {
+        // A last sliver of an interval (the drain's end) would plot as noise.
+        if secs < 0.1 {
             return;
         }
         self.series.push(Sample {
@@ -546,10 +550,12 @@ impl Driver {
                 return self.transmit(now_us, sub, buf);
             }
         }
-        // Open loop: catch up at most 10 ms of backlog after a stall rather than bursting.
+        // Open loop: after a stall (the rig descheduled), catch up at most 50 ms (or 10
+        // exchanges) of backlog rather than bursting everything missed at once; the
+        // report's exchanges/s then shows the rate actually offered.
         if let (Phase::Measure, Some(rate)) = (self.phase, self.phase_rate) {
             let due = ((now_us - self.phase_start_us) as f64 / 1e6 * rate) as u64;
-            let cap = (rate / 100.0).max(1.0) as u64;
+            let cap = (rate / 20.0).max(10.0) as u64;
             if due > self.started + cap {
                 self.started = due - cap;
             }
@@ -1000,6 +1006,7 @@ mod tests {
             scenario,
             subscribers,
             rate: None,
+            renew_at_t1: true,
             window: 16,
             duration_us: 200_000,
             path: Path::Relayed {
@@ -1137,6 +1144,13 @@ mod tests {
         // T1 = 50 s from the server: 500 / 50 = 10 renewals per second.
         assert_eq!(d.mean_t1_secs(), Some(50.0));
         assert_eq!(d.rate(), Some(10.0));
+        // Calibration renews as fast as the server answers instead.
+        let mut p = params(Scenario::Renew, 500);
+        p.renew_at_t1 = false;
+        let mut d = Driver::new(p);
+        drive(&mut d, &mut TestServer::new(true), |_| true);
+        assert_eq!(d.rate(), None);
+        assert!(d.counters.completed > 1000, "{:?}", d.counters);
     }
 
     #[test]

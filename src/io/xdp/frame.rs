@@ -135,6 +135,16 @@ fn is_link_local(addr: &Ipv6Addr) -> bool {
 /// as the kernel's UDP layer would (turn it off only behind checksum-offloading links that
 /// deliver partial checksums, like a veth peer with TX offload on).
 pub fn parse(frame: &[u8], ifindex: u32, verify_checksum: bool) -> Result<RxFrame<'_>, FrameError> {
+    parse_for_port(frame, ifindex, verify_checksum, SERVER_PORT)
+}
+
+/// [`parse`] for a server listening on `port` instead of 547.
+pub fn parse_for_port(
+    frame: &[u8],
+    ifindex: u32,
+    verify_checksum: bool,
+    port: u16,
+) -> Result<RxFrame<'_>, FrameError> {
     if frame.len() < ETH_HEADER {
         return Err(FrameError::Truncated);
     }
@@ -189,7 +199,7 @@ pub fn parse(frame: &[u8], ifindex: u32, verify_checksum: bool) -> Result<RxFram
         return Err(FrameError::BadUdpLength);
     }
     let udp = &udp[..udp_length];
-    if dst_port != SERVER_PORT {
+    if dst_port != port {
         return Err(FrameError::NotServerPort);
     }
     if dst.is_multicast() && dst != ALL_DHCP_RELAY_AGENTS_AND_SERVERS && dst != ALL_DHCP_SERVERS {

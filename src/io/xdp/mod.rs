@@ -241,6 +241,10 @@ struct XskQueue {
     tx_free: Vec<FrameDesc>,
     /// Framed replies not yet on the TX ring.
     tx_pending: Vec<FrameDesc>,
+    /// Entries of each ring (`ring_size`).
+    ring_size: u32,
+    /// Bound in zero-copy mode (the driver transmits on its own once woken).
+    zero_copy: bool,
 }
 
 impl std::fmt::Debug for XskQueue {
@@ -319,7 +323,10 @@ impl XskQueue {
                             descs,
                             (fill, comp, rx, tx),
                         );
-                        return queue.map(|q| (q, zero_copy));
+                        return queue.map(|mut q| {
+                            q.zero_copy = zero_copy;
+                            (q, zero_copy)
+                        });
                     }
                     Ok((_, _, None)) => {
                         return Err(socket_error(
@@ -391,6 +398,8 @@ impl XskQueue {
             comp_descs: vec![FrameDesc::default(); ring],
             tx_pending: Vec::with_capacity(tx_free.len()),
             tx_free,
+            ring_size: config.ring_size,
+            zero_copy: false,
         })
     }
 
@@ -410,6 +419,7 @@ impl XskQueue {
     fn receive(
         &mut self,
         verify_checksum: bool,
+        port: u16,
         counters: &XdpIoCounters,
         f: &mut dyn FnMut(&RxMeta, &[u8]),
     ) -> io::Result<usize> {
@@ -424,7 +434,12 @@ impl XskQueue {
             // `self.umem` that the kernel no longer writes; the slice is dropped before the
             // frame goes back to the fill ring.
             let data = unsafe { self.umem.data(desc) };
-            match frame::parse(data.contents(), self.interface.ifindex, verify_checksum) {
+            match frame::parse_for_port(
+                data.contents(),
+                self.interface.ifindex,
+                verify_checksum,
+                port,
+            ) {
                 Ok(rx) => {
                     let meta = RxMeta {
                         src: rx.src,
@@ -455,7 +470,7 @@ impl XskQueue {
     }
 
     /// Frames one reply into a free TX frame and queues it.
-    fn frame_reply(&mut self, meta: &TxMeta, payload: &[u8], counters: &XdpIoCounters) {
+    fn frame_reply(&mut self, meta: &TxMeta, payload: &[u8], port: u16, counters: &XdpIoCounters) {
         let Some(l2) = meta.l2.as_ref() else {
             bump(&counters.tx_no_l2);
             return;
@@ -483,7 +498,7 @@ impl XskQueue {
             request_l2: l2,
             src,
             dst: meta.dst,
-            src_port: frame::SERVER_PORT,
+            src_port: port,
             hop_limit: 64,
         };
         // SAFETY: `desc` is a TX frame of this UMEM owned by user space (from the free
@@ -505,23 +520,32 @@ impl XskQueue {
         }
     }
 
-    /// Puts pending replies on the TX ring and kicks the kernel.
+    /// Puts pending replies on the TX ring and kicks the kernel until it has taken them.
+    ///
+    /// In copy mode the kernel transmits only inside sendto(), at most 32 frames per call
+    /// (its TX budget), so one kick is not enough for a batch: keep kicking while the ring
+    /// holds frames the kernel has not consumed. Bounded, so a stalled device cannot hold
+    /// the shard; what is left goes out on the next flush.
     fn transmit(&mut self, counters: &XdpIoCounters) -> io::Result<()> {
-        let mut tries = 0;
-        while !self.tx_pending.is_empty() {
-            // SAFETY: the pending frames belong to this UMEM, hold complete replies and are
-            // not referenced elsewhere; the kernel owns them until the completion ring
-            // returns them.
-            let sent = unsafe { self.tx.produce(&self.tx_pending) };
-            self.tx_pending.drain(..sent);
-            counters.tx_frames.fetch_add(sent as u64, Ordering::Relaxed);
-            // Copy mode transmits only inside sendto(): kick whenever the kernel asks.
-            if self.tx.needs_wakeup() {
+        const MAX_KICKS: usize = 256;
+        for _ in 0..MAX_KICKS {
+            if !self.tx_pending.is_empty() {
+                // SAFETY: the pending frames belong to this UMEM, hold complete replies and
+                // are not referenced elsewhere; the kernel owns them until the completion
+                // ring returns them.
+                let sent = unsafe { self.tx.produce(&self.tx_pending) };
+                self.tx_pending.drain(..sent);
+                counters.tx_frames.fetch_add(sent as u64, Ordering::Relaxed);
+            }
+            let unconsumed = self.tx.nb_free_exact() < self.ring_size;
+            // Copy mode transmits only inside a syscall whatever the need_wakeup flag says
+            // (the kernel does not set it there): kick whenever frames wait.
+            let kick = unconsumed && (!self.zero_copy || self.tx.needs_wakeup());
+            if kick {
                 self.tx.wakeup()?;
             }
             self.reclaim();
-            tries += 1;
-            if self.tx_pending.is_empty() || tries > 16 {
+            if self.tx_pending.is_empty() && !kick {
                 break;
             }
         }
@@ -538,6 +562,8 @@ fn is_link_local(addr: &Ipv6Addr) -> bool {
 pub struct XdpIo {
     queues: Vec<XskQueue>,
     verify_checksum: bool,
+    /// The server's UDP port (547 unless `[io] port` says otherwise).
+    port: u16,
     counters: Arc<XdpIoCounters>,
     pollfds: Vec<libc::pollfd>,
     /// Woken by other shards (handoff) and at stop; watched next to the sockets.
@@ -560,7 +586,7 @@ impl XdpIo {
     fn receive_all(&mut self, f: &mut dyn FnMut(&RxMeta, &[u8])) -> io::Result<usize> {
         let mut total = 0;
         for queue in &mut self.queues {
-            total += queue.receive(self.verify_checksum, &self.counters, f)?;
+            total += queue.receive(self.verify_checksum, self.port, &self.counters, f)?;
         }
         Ok(total)
     }
@@ -656,7 +682,7 @@ impl PacketIo for XdpIo {
             return Ok(());
         };
         let queue = &mut self.queues[index];
-        queue.frame_reply(meta, payload, &self.counters);
+        queue.frame_reply(meta, payload, self.port, &self.counters);
         if queue.tx_pending.len() >= queue.rx_descs.len() {
             queue.transmit(&self.counters)?;
         }
@@ -684,11 +710,12 @@ pub struct XdpShard {
 pub struct XdpDataPlane {
     programs: Vec<XdpProgram>,
     interfaces: Vec<Arc<InterfaceInfo>>,
-    /// UDP sockets joined to ff02::1:2 and ff05::1:3 on each interface: the kernel then
-    /// programs the NIC's multicast filter and answers MLD queries, so switches with MLD
-    /// snooping keep forwarding client multicast to us. They never receive anything: the
-    /// XDP program takes port 547 before the stack.
-    _memberships: Vec<UdpSocket>,
+    /// A UDP socket bound to the server port and joined to ff02::1:2 and ff05::1:3 on each
+    /// interface: the kernel then programs the NIC's multicast filter and answers MLD
+    /// queries (switches with MLD snooping keep forwarding client multicast to us), and no
+    /// other DHCPv6 server on this host can take the port. It is never read: the XDP program
+    /// takes the port's traffic on the served interfaces before the stack.
+    _port_socket: UdpSocket,
     shard_counters: Vec<Arc<XdpIoCounters>>,
     zero_copy: bool,
 }
@@ -706,10 +733,12 @@ impl XdpDataPlane {
     /// Attaches the XDP program to each interface and opens one AF_XDP socket per queue.
     /// `shards`: the requested shard count (`None`: one per queue). It is capped at the
     /// largest queue count, since a shard without a queue could not send its replies.
+    /// `port`: the UDP port served (547 in production).
     pub fn open(
         interfaces: &[String],
         config: &XdpConfig,
         shards: Option<usize>,
+        port: u16,
     ) -> Result<(XdpDataPlane, Vec<XdpShard>), XdpError> {
         config
             .validate()
@@ -751,10 +780,8 @@ impl XdpDataPlane {
         }
 
         let mut programs = Vec::with_capacity(infos.len());
-        let mut memberships = Vec::new();
         for info in &infos {
-            programs.push(XdpProgram::attach(&info.name, config.attach_mode)?);
-            memberships.push(join_server_groups(info)?);
+            programs.push(XdpProgram::attach(&info.name, config.attach_mode, port)?);
         }
 
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -778,6 +805,9 @@ impl XdpDataPlane {
                 shard_queues[queue as usize % shard_count].push(xsk);
             }
         }
+        // Last: once the port is bound and the groups joined, the data plane is serving (and
+        // an observer sees the server as ready only then).
+        let port_socket = hold_port(port, &infos)?;
         let shards = shard_queues
             .into_iter()
             .enumerate()
@@ -788,6 +818,7 @@ impl XdpDataPlane {
                     pollfds: Vec::with_capacity(queues.len()),
                     queues,
                     verify_checksum: config.verify_udp_checksum,
+                    port,
                     counters: counters[index].clone(),
                     waker: None,
                 },
@@ -797,7 +828,7 @@ impl XdpDataPlane {
             XdpDataPlane {
                 programs,
                 interfaces: infos,
-                _memberships: memberships,
+                _port_socket: port_socket,
                 shard_counters: counters,
                 zero_copy,
             },
@@ -871,19 +902,27 @@ impl XdpDataPlane {
     }
 }
 
-fn join_server_groups(info: &InterfaceInfo) -> Result<UdpSocket, XdpError> {
-    let socket = UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 0)).map_err(|e| {
-        XdpError::Config(format!("interface {}: membership socket: {e}", info.name))
+fn hold_port(port: u16, interfaces: &[Arc<InterfaceInfo>]) -> Result<UdpSocket, XdpError> {
+    let socket = UdpSocket::bind((Ipv6Addr::UNSPECIFIED, port)).map_err(|e| {
+        if e.kind() == io::ErrorKind::AddrInUse {
+            XdpError::Config(format!(
+                "UDP port {port} is in use by another process (another DHCPv6 server on this host?)"
+            ))
+        } else {
+            XdpError::Config(format!("binding [::]:{port}: {e}"))
+        }
     })?;
-    for group in [
-        frame::ALL_DHCP_RELAY_AGENTS_AND_SERVERS,
-        frame::ALL_DHCP_SERVERS,
-    ] {
-        socket
-            .join_multicast_v6(&group, info.ifindex)
-            .map_err(|e| {
-                XdpError::Config(format!("interface {}: joining {group}: {e}", info.name))
-            })?;
+    for info in interfaces {
+        for group in [
+            frame::ALL_DHCP_RELAY_AGENTS_AND_SERVERS,
+            frame::ALL_DHCP_SERVERS,
+        ] {
+            socket
+                .join_multicast_v6(&group, info.ifindex)
+                .map_err(|e| {
+                    XdpError::Config(format!("interface {}: joining {group}: {e}", info.name))
+                })?;
+        }
     }
     Ok(socket)
 }

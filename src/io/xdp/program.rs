@@ -11,7 +11,7 @@ use std::os::fd::RawFd;
 
 use aya::maps::{PerCpuArray, XskMap};
 use aya::programs::{Xdp, XdpFlags};
-use aya::Ebpf;
+use aya::{Ebpf, EbpfLoader};
 
 use super::XdpError;
 use crate::config::xdp::AttachMode;
@@ -93,10 +93,13 @@ impl std::fmt::Debug for XdpProgram {
 }
 
 impl XdpProgram {
-    /// Loads a fresh copy of the program (its own XSKMAP: queue ids are per interface) and
-    /// attaches it to `interface` in `mode`.
-    pub fn attach(interface: &str, mode: AttachMode) -> Result<XdpProgram, XdpError> {
-        let mut ebpf = Ebpf::load(OBJECT).map_err(|e| XdpError::from_load(interface, &e))?;
+    /// Loads a fresh copy of the program (its own XSKMAP: queue ids are per interface),
+    /// redirecting UDP to `port`, and attaches it to `interface` in `mode`.
+    pub fn attach(interface: &str, mode: AttachMode, port: u16) -> Result<XdpProgram, XdpError> {
+        let mut ebpf = EbpfLoader::new()
+            .set_global("tandem_server_port", &port, true)
+            .load(OBJECT)
+            .map_err(|e| XdpError::from_load(interface, &e))?;
         let program: &mut Xdp = ebpf
             .program_mut(PROGRAM)
             .ok_or_else(|| XdpError::Program(format!("program {PROGRAM} missing from the object")))?

@@ -1,0 +1,238 @@
+#!/usr/bin/env bash
+# Side-by-side comparison, in one run on this machine: tandem, Kea 2.2 (memfile, persist on;
+# multi-threading off and on) and the reflector (the transport ceiling), each measured by
+# the rig (tandem-bench) and by ISC perfdhcp. Writes a markdown table of absolute figures and
+# ratios, the rig's JSON results and SVG plots, and the perfdhcp outputs to a results folder.
+#
+# usage (root): bench/scripts/compare.sh [--out DIR] [--duration SECS] [--subscribers N]
+#                                         [--servers "reflector tandem-fsync tandem-write kea-st kea-mt"]
+#                                         [--no-build]
+# Needs: kea-dhcp6-server, kea-admin (perfdhcp), iproute2, ethtool. Takes ~1 minute per
+# server with the defaults. Not part of CI (docs/benchmarks.md records its latest table).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+HARNESS=${HARNESS:-$ROOT/../shared/harness}
+[ -d "$HARNESS" ] || HARNESS=/work/shared/harness
+OUT=""
+DURATION=10
+SUBS=200000
+SERVERS="reflector tandem-fsync tandem-write kea-st kea-mt"
+BUILD=1
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --out) OUT=$2; shift 2 ;;
+        --duration) DURATION=$2; shift 2 ;;
+        --subscribers) SUBS=$2; shift 2 ;;
+        --servers) SERVERS=$2; shift 2 ;;
+        --no-build) BUILD=0; shift ;;
+        *) echo "unknown argument $1"; exit 2 ;;
+    esac
+done
+OUT=${OUT:-$ROOT/target/compare/$(date -u +%Y%m%dT%H%M%SZ)}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+
+# Namespaces unique to this run; removed on exit whatever happens.
+TAG=cmp$$
+SNS=$TAG-s; CNS=$TAG-c; SIF=${TAG}s0; CIF=${TAG}c0
+SERVER_PID=""
+cleanup() {
+    set +e
+    if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill "$SERVER_PID"; sleep 0.5; kill -9 "$SERVER_PID" 2>/dev/null
+    fi
+    for ns in "$SNS" "$CNS"; do
+        for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
+        ip netns del "$ns" 2>/dev/null
+    done
+}
+trap cleanup EXIT
+
+if [ "$BUILD" = 1 ]; then
+    (cd "$ROOT" && cargo build --release --bin tandem --bin tandem-bench)
+fi
+TANDEM=$ROOT/target/release/tandem
+BENCH=$ROOT/target/release/tandem-bench
+
+# --- topology: [SNS] SIF fe80::1 2001:db8:1::1 <-veth-> CIF fe80::2 2001:db8:1::2 [CNS]
+for ns in "$SNS" "$CNS"; do
+    ip netns add "$ns"
+    for k in all default; do
+        ip netns exec "$ns" sysctl -qw net.ipv6.conf.$k.accept_dad=0
+        ip netns exec "$ns" sysctl -qw net.ipv6.conf.$k.accept_ra=0
+    done
+    ip -n "$ns" link set lo up
+done
+ip -n "$SNS" link add "$SIF" type veth peer name "$CIF" netns "$CNS"
+ip netns exec "$SNS" sysctl -qw net.ipv6.conf.$SIF.addr_gen_mode=1
+ip netns exec "$CNS" sysctl -qw net.ipv6.conf.$CIF.addr_gen_mode=1
+ip -n "$SNS" addr add fe80::1/64 dev "$SIF" nodad
+ip -n "$SNS" addr add 2001:db8:1::1/64 dev "$SIF" nodad
+ip -n "$CNS" addr add fe80::2/64 dev "$CIF" nodad
+ip -n "$CNS" addr add 2001:db8:1::2/64 dev "$CIF" nodad
+ip -n "$SNS" link set "$SIF" up
+ip -n "$CNS" link set "$CIF" up
+ip -n "$SNS" -6 route add 2001:db8:2::/64 via 2001:db8:1::2 dev "$SIF"
+
+# --- servers
+tandem_config() {  # $1 = durability
+cat > "$OUT/tandem-$1.toml" <<EOF
+[server]
+preference = 255
+[options]
+dns_servers = ["2001:db8:1::53"]
+[store]
+durability = "$1"
+[[subnet]]
+prefix = "2001:db8:1::/64"
+interfaces = ["$SIF"]
+preferred_lifetime = 3000
+valid_lifetime = 4000
+rapid_commit = true
+pool = [{ start = "2001:db8:1::1000", end = "2001:db8:1:0:ffff:ffff:ffff:ffff" }]
+pd_pool = [{ prefix = "2001:db8:8000::/40", delegated_length = 56 }]
+[[subnet]]
+prefix = "2001:db8:2::/64"
+preferred_lifetime = 3000
+valid_lifetime = 4000
+rapid_commit = true
+pool = [{ start = "2001:db8:2::1000", end = "2001:db8:2:0:ffff:ffff:ffff:ffff" }]
+pd_pool = [{ prefix = "2001:db8:9000::/40", delegated_length = 56 }]
+EOF
+}
+
+wait_port() {
+    for _ in $(seq 1 200); do
+        ip netns exec "$SNS" ss -H -uln 'sport = :547' | grep -q . && return 0
+        sleep 0.05
+    done
+    echo "server did not bind port 547"; return 1
+}
+
+start_server() {  # $1 = name
+    case "$1" in
+        reflector)
+            ip netns exec "$SNS" "$BENCH" reflect --interface "$SIF" > "$OUT/$1.log" 2>&1 &
+            SERVER_PID=$! ;;
+        tandem-fsync|tandem-write)
+            local d=${1#tandem-}
+            tandem_config "$d"
+            rm -rf "$OUT/data-$d"
+            # One shard: the other core runs the load generator.
+            ip netns exec "$SNS" "$TANDEM" serve --config "$OUT/tandem-$d.toml" \
+                --data-dir "$OUT/data-$d" --shards 1 --log-level warn > "$OUT/$1.log" 2>&1 &
+            SERVER_PID=$! ;;
+        kea-st|kea-mt)
+            local mt=false; [ "$1" = kea-mt ] && mt=true
+            HARNESS_WORK=$OUT/kea SRV_NS=$SNS SRV_IF=$SIF PERSIST=true MT=$mt THREADS=2 \
+                LOGLEVEL=WARN "$HARNESS/run-kea.sh" start > "$OUT/$1.log" 2>&1
+            SERVER_PID=$(cat "$OUT/kea/run/kea-dhcp6.pid") ;;
+        *) echo "unknown server $1"; exit 2 ;;
+    esac
+    wait_port
+    sleep 0.3
+}
+
+stop_server() {
+    if [ -n "$SERVER_PID" ]; then
+        kill "$SERVER_PID" 2>/dev/null || true
+        for _ in $(seq 1 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+        SERVER_PID=""
+    fi
+}
+
+# --- load generators
+SEED=10
+rig() {  # $1 server, $2 label, rest: rig args
+    local server=$1 label=$2; shift 2
+    SEED=$((SEED + 1))
+    timeout $((DURATION * 3 + 120)) ip netns exec "$CNS" "$BENCH" run "$@" --seed "$SEED" \
+        --duration "$DURATION" --quiet --json "$OUT/$server-$label.json" \
+        > "$OUT/$server-$label.txt" 2>&1 || echo "rig $server $label failed (see $OUT/$server-$label.txt)"
+}
+
+perfdhcp_run() {  # $1 server, $2 label, rest: perfdhcp args
+    local server=$1 label=$2; shift 2
+    timeout $((DURATION + 30)) ip netns exec "$CNS" perfdhcp -6 -l "$CIF" -r 100000 \
+        -R "$SUBS" -p "$DURATION" -W 500000 "$@" all > "$OUT/$server-$label.txt" 2>&1 || true
+}
+
+for server in $SERVERS; do
+    echo "== $server"
+    start_server "$server"
+    rig "$server" rig-sarr --target "[2001:db8:1::1]:547" --relays 64 --scenario sarr \
+        --subscribers "$SUBS" --rate max --window 256
+    rig "$server" rig-rapid --interface "$CIF" --scenario rapid --subscribers "$SUBS" \
+        --rate max --window 256
+    perfdhcp_run "$server" perfdhcp-sa -i
+    if [ "$server" != reflector ]; then
+        perfdhcp_run "$server" perfdhcp-sarr
+    fi
+    stop_server
+    sleep 1
+done
+
+# --- the table
+/usr/bin/python3 - "$OUT" "$SERVERS" "$DURATION" <<'EOF'
+import json, os, re, sys
+out, servers, duration = sys.argv[1], sys.argv[2].split(), float(sys.argv[3])
+
+def rig(server, label):
+    try:
+        r = json.load(open(f"{out}/{server}-{label}.json"))
+    except (OSError, ValueError):
+        return None
+    return {"rate": r["exchanges_per_sec"], "req": r["transactions_per_sec"],
+            "drops": r["drops"], "p50": r["latency_us"]["p50"], "p99": r["latency_us"]["p99"],
+            "noaddr": r["no_addrs_avail"]}
+
+def perfdhcp(server, label):
+    try:
+        text = open(f"{out}/{server}-{label}.txt").read()
+    except OSError:
+        return None
+    m = re.search(r"^Rate: ([0-9.]+)", text, re.M)
+    recv = sum(int(x) for x in re.findall(r"^received packets: (\d+)", text, re.M))
+    sent = sum(int(x) for x in re.findall(r"^sent packets: (\d+)", text, re.M))
+    drops = sum(int(x) for x in re.findall(r"^drops: (\d+)", text, re.M))
+    avg = re.findall(r"^avg delay: ([0-9.]+) ms", text, re.M)
+    if m is None and recv == 0:
+        return None
+    return {"rate": float(m.group(1)) if m else 0.0, "req": recv / duration, "drops": drops,
+            "p50": None, "p99": None, "avg_ms": avg[-1] if avg else "n/a", "sent": sent}
+
+rows = []
+modes = [("rig-sarr", rig, "rig, 4-message, relayed (64 relays), max"),
+         ("rig-rapid", rig, "rig, rapid commit, direct, max"),
+         ("perfdhcp-sa", perfdhcp, "perfdhcp -i (Solicit/Advertise), -r 100000"),
+         ("perfdhcp-sarr", perfdhcp, "perfdhcp 4-message, -r 100000")]
+res = {(s, m): f(s, m) for s in servers for (m, f, _) in modes}
+lines = ["| server | load | exchanges/s | answered requests/s | × reflector (requests/s) | drops | p50 µs | p99 µs |",
+         "|---|---|---:|---:|---:|---:|---:|---:|"]
+for (m, _, desc) in modes:
+    base = res.get(("reflector", m)) or res.get(("reflector", "perfdhcp-sa" if m.startswith("perfdhcp") else m))
+    for s in servers:
+        r = res.get((s, m))
+        if r is None:
+            continue
+        ratio = f"{r['req'] / base['req']:.3f}" if base and base["req"] else "n/a"
+        p50 = r["p50"] if r["p50"] is not None else f"avg {r.get('avg_ms')} ms"
+        p99 = r["p99"] if r["p99"] is not None else ""
+        lines.append(f"| {s} | {desc} | {r['rate']:.0f} | {r['req']:.0f} | {ratio} | {r['drops']} | {p50} | {p99} |")
+rs, ps = res.get(("reflector", "rig-rapid")), res.get(("reflector", "perfdhcp-sa"))
+summary = []
+if rs and ps and ps["req"]:
+    summary.append(f"Rig vs perfdhcp against the reflector (2-message exchanges): "
+                   f"{rs['req']:.0f} vs {ps['req']:.0f} answered requests/s = **{rs['req']/ps['req']:.1f}×**.")
+uname = os.uname()
+md = [f"# Side-by-side comparison ({os.path.basename(out)})", "",
+      f"Machine: {os.cpu_count()} CPUs, kernel {uname.release}; every figure from this one run.",
+      f"Command: `bench/scripts/compare.sh --duration {duration:g}` (see the script header).", "",
+      *lines, "", *summary, "",
+      "Plots: `*-rate.svg`, `*-latency.svg` beside this file; raw outputs: `*.json`, `*.txt`."]
+open(f"{out}/results.md", "w").write("\n".join(md) + "\n")
+print("\n".join(md))
+EOF
+echo "results in $OUT"
