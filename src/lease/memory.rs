@@ -93,6 +93,14 @@ impl MemoryTable {
         }
     }
 
+    /// Drops every record but keeps the allocated capacity.
+    pub fn clear(&mut self) {
+        self.by_resource.clear();
+        self.by_client.clear();
+        self.expiry.clear();
+        self.dirty = true;
+    }
+
     fn unlink_client(&mut self, duid: &Duid, resource: &Resource) {
         if let Some(list) = self.by_client.get_mut(duid) {
             list.remove(resource);
