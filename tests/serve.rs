@@ -189,7 +189,16 @@ fn start_up_errors_are_clear_and_fatal() {
         ],
         &scratch.join("holder.log"),
     );
-    std::thread::sleep(Duration::from_millis(500));
+    // Wait until the holder has bound the port (python starts slowly on a loaded machine).
+    let ns = pair.server.clone();
+    assert!(
+        proc::wait_until(Duration::from_secs(15), || {
+            !proc::check_output(Some(&ns), &["ss", "-H", "-uln", "sport = :547"])
+                .trim()
+                .is_empty()
+        }),
+        "the port holder did not bind [::]:547"
+    );
     let run = proc::run(
         Some(&pair.server),
         &[bin, "serve", "--data-dir", data],

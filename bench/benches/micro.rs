@@ -3,7 +3,7 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use tandem_bench::micro;
 
-criterion_group!(benches, micro::wire::benchmarks);
+criterion_group!(benches, micro::wire::benchmarks, micro::store::benchmarks);
 criterion_group! {
     name = engine;
     // Thread CPU time: see bench/src/micro/cputime.rs for why.

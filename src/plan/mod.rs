@@ -206,7 +206,8 @@ pub struct Plan {
     pub resources: Vec<Resource>,
     /// The resource with the highest utilisation.
     pub binding_resource: &'static str,
-    /// `1 / max utilisation - 1` (0.5 = 50% more load fits before the first resource is full).
+    /// `target_utilization / max utilisation - 1`: how much more load fits before the first
+    /// resource reaches the target (0.5 = 50% more); negative when over capacity.
     pub headroom: f64,
     pub target_utilization: f64,
     /// Max utilisation exceeds `target_utilization`.
@@ -342,7 +343,7 @@ pub fn plan(h: &Hardware, w: &Workload, cal: &Calibration) -> Result<Plan, Strin
         failover_bits_per_sec_steady: failover_steady,
         failover_bits_per_sec_avalanche: failover_avalanche,
         binding_resource: worst.name,
-        headroom: 1.0 / max_util - 1.0,
+        headroom: h.target_utilization / max_util - 1.0,
         target_utilization: h.target_utilization,
         over_capacity: max_util > h.target_utilization,
         resources,

@@ -269,6 +269,12 @@ pub fn serve(opts: &ServeOptions) -> Result<Vec<ShardReport>, ServeError> {
     for s in &p.config.subnets {
         tracing::info!(subnet = %s.prefix, interfaces = ?s.interfaces, "serving");
     }
+    if p.config.subnets.is_empty() {
+        tracing::warn!(
+            "no subnet configured (and no up, non-loopback interface for the embedded \
+             default): every request will be dropped as no_link"
+        );
+    }
     if p.config.io.backend == Backend::Xdp {
         return xdp::serve_xdp(p, opts.null_reflector);
     }
@@ -328,6 +334,22 @@ pub struct ServeContext {
     pub multicast: Vec<(u32, String)>,
     /// Per shard: leases of other shards' clients on resources of its partition.
     pub foreign: Vec<Vec<Lease>>,
+}
+
+/// Stops the server if its shard thread unwinds.
+struct StopOnPanic {
+    index: usize,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for StopOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            tracing::error!(shard = self.index, "shard panicked; stopping the server");
+            self.stop.store(true, Ordering::SeqCst);
+            let _ = sys::raise_in_process(libc::SIGTERM);
+        }
+    }
 }
 
 /// Spawns the shards, waits for a termination signal, stops them and collects reports.
@@ -412,6 +434,12 @@ where
                         let _ = ready.send((index, Err(e.clone())));
                         return Err(e);
                     }
+                };
+                // A shard that dies (error or panic) must not leave the server half-running
+                // with its clients unanswered: stop everything and let the operator see why.
+                let _guard = StopOnPanic {
+                    index,
+                    stop: stop.clone(),
                 };
                 let result = shard.run().map_err(|e| format!("I/O error: {e}"));
                 if let Err(e) = &result {

@@ -152,7 +152,7 @@ impl<'b> Writer<'b> {
     /// Opens an option whose length is patched by [`Writer::end`].
     pub fn begin(&mut self, code: u16) -> Mark {
         if self.depth == MAX_OPEN {
-            self.fail(Error::OptionTooLong { code });
+            self.fail(Error::NestingTooDeep { code });
             return Mark { depth: usize::MAX };
         }
         self.open[self.depth] = (self.buf.len(), code);
@@ -413,6 +413,8 @@ impl<'b> Writer<'b> {
         self.end(mark)
     }
     /// DOMAIN_LIST (RFC 3646 §4): fully qualified names, uncompressed (RFC 8415 §10).
+    /// Encodes the names on every call; a server answering many clients with the same
+    /// list should encode it once and use [`Writer::domain_list_wire`].
     pub fn domain_list<'n>(&mut self, names: impl IntoIterator<Item = &'n str>) -> &mut Self {
         let mark = self.begin(OPTION_DOMAIN_LIST);
         for name in names {
@@ -541,6 +543,25 @@ mod tests {
         assert_eq!(
             w.finish(),
             Err(Error::OptionTooLong {
+                code: OPTION_VENDOR_OPTS
+            })
+        );
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn nesting_past_the_open_limit_is_an_error() {
+        let mut buf = Vec::new();
+        let mut w = Writer::new(&mut buf);
+        let marks: Vec<Mark> = (0..=MAX_OPEN)
+            .map(|_| w.begin(OPTION_VENDOR_OPTS))
+            .collect();
+        for mark in marks.into_iter().rev() {
+            w.end(mark);
+        }
+        assert_eq!(
+            w.finish(),
+            Err(Error::NestingTooDeep {
                 code: OPTION_VENDOR_OPTS
             })
         );

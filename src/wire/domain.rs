@@ -200,13 +200,15 @@ pub fn encode_name(
     let start = out.len();
     let trimmed = name.strip_suffix('.').unwrap_or(name);
     if !trimmed.is_empty() {
-        for label in trimmed.split('.') {
+        // Byte split rather than `str::split`: labels are split on the ASCII '.', which
+        // never occurs inside a UTF-8 multi-byte sequence, and this runs per reply.
+        for label in trimmed.as_bytes().split(|&b| b == b'.') {
             if label.is_empty() || label.len() > MAX_LABEL_LEN {
                 out.truncate(start);
                 return Err(Error::BadDomainName { code });
             }
             out.push(label.len() as u8);
-            out.extend_from_slice(label.as_bytes());
+            out.extend_from_slice(label);
         }
     } else if !fully_qualified {
         return Ok(());

@@ -3,4 +3,5 @@
 
 pub mod cputime;
 pub mod engine;
+pub mod store;
 pub mod wire;

@@ -237,7 +237,12 @@ pub fn calibrate(a: &CalibrateArgs) -> Result<(), String> {
         storage,
         server,
     };
-    let text = cal.to_toml();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let text = format!(
+        "# Written by `tandem-bench {}`.\n# Read by `tandem plan --calibration`.\n\n{}",
+        args.join(" "),
+        cal.to_toml()
+    );
     std::fs::write(&a.out, &text).map_err(|e| format!("{}: {e}", a.out.display()))?;
     print!("{text}");
     eprintln!("calibrate: wrote {}", a.out.display());

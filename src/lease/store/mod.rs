@@ -602,6 +602,10 @@ fn open_shard(
                 f.sync_all().map_err(io_at(p))?;
             }
         }
+        if fix && r.batches == 0 {
+            // Nothing complete in it, so nothing acknowledged: drop the empty segment.
+            let _ = fs::remove_file(p);
+        }
     }
     if fix {
         for p in covered {

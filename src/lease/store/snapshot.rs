@@ -354,10 +354,18 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Entries between two fence keys: a lookup binary-searches the small in-memory fence, then
+/// one block of this many entries (a page or two of the mapping) instead of ~23 pages.
+const FENCE_STEP: usize = 64;
+
 /// An open, verified snapshot.
 pub struct Snapshot {
     pub header: Header,
     view: ValidatedSnapshot,
+    /// Key of every FENCE_STEP-th record (by resource): ~0.3 bytes per lease, in RAM.
+    fence_resource: Vec<([u8; 16], u8)>,
+    /// DUID hash of every FENCE_STEP-th entry of the by-client index.
+    fence_client: Vec<u64>,
 }
 
 impl Snapshot {
@@ -391,7 +399,31 @@ impl Snapshot {
                 body: n,
             });
         }
-        Ok(Snapshot { header, view })
+        let body = view.body();
+        let fence_resource = body
+            .records
+            .iter()
+            .step_by(FENCE_STEP)
+            .map(|r| (r.addr, r.prefix_len))
+            .collect();
+        let mut snap = Snapshot {
+            header,
+            view,
+            fence_resource,
+            fence_client: Vec::new(),
+        };
+        let recs = snap.body().records.as_slice();
+        snap.fence_client = snap
+            .body()
+            .by_client
+            .iter()
+            .step_by(FENCE_STEP)
+            .map(|i| {
+                recs.get(i.to_native() as usize)
+                    .map_or(u64::MAX, |r| stable_hash(snap.duid_bytes(r)))
+            })
+            .collect();
+        Ok(snap)
     }
 
     pub fn len(&self) -> usize {
@@ -441,14 +473,17 @@ impl Snapshot {
         })
     }
 
-    /// Binary search by resource.
+    /// Binary search by resource: the fence picks the block, the block is searched.
     pub fn find(&self, res: &Resource) -> Option<Lease> {
         let key = (res.addr.octets(), res.prefix_len);
         let recs = self.body().records.as_slice();
-        let i = recs
+        let j = self.fence_resource.partition_point(|f| *f <= key);
+        let start = j.checked_sub(1)? * FENCE_STEP;
+        let block = recs.get(start..recs.len().min(start + FENCE_STEP))?;
+        let i = block
             .binary_search_by(|r| (r.addr, r.prefix_len).cmp(&key))
             .ok()?;
-        self.lease(i)
+        self.lease(start + i)
     }
 
     /// Calls `f` with every record number belonging to `duid`.
@@ -464,8 +499,13 @@ impl Snapshot {
                 (stable_hash(d), d)
             })
         };
-        let start = idx.partition_point(|i| key_of(i).is_some_and(|k| k < (h, want)));
-        for i in &idx[start..] {
+        // fence[j-1] < h <= fence[j]: the first entry with hash >= h is in block j-1.
+        let j = self.fence_client.partition_point(|&f| f < h);
+        let lo = j.saturating_sub(1) * FENCE_STEP;
+        let hi = idx.len().min(j * FENCE_STEP + 1);
+        let window = idx.get(lo..hi.max(lo)).unwrap_or(&[]);
+        let start = lo + window.partition_point(|i| key_of(i).is_some_and(|k| k < (h, want)));
+        for i in idx.get(start..).unwrap_or(&[]) {
             if key_of(i) != Some((h, want)) {
                 break;
             }
@@ -537,6 +577,56 @@ mod tests {
             }
             fs::remove_dir_all(&dir).unwrap();
         }
+    }
+
+    /// Many fence blocks, clients spanning block edges, misses below, between and above.
+    #[test]
+    fn fenced_lookups_find_everything_in_a_large_snapshot() {
+        let dir = tmpdir("fence");
+        let mut b = Builder::default();
+        let mut all = Vec::new();
+        for i in 0..5000u32 {
+            let client = i / 3; // 3 leases per client, often across a block edge
+            let mut d = vec![0u8, 3, 0, 1];
+            d.extend_from_slice(&client.to_be_bytes());
+            let l = Lease {
+                resource: Resource::address(Ipv6Addr::from(u128::from(i) * 2 + 1000)),
+                ia_type: IaType::Na,
+                duid: Duid::new(&d).unwrap(),
+                iaid: i % 3,
+                state: BindingState::Active,
+                preferred_lifetime: 1,
+                valid_lifetime: 2,
+                cltt: 3,
+                expires_at: u64::from(i),
+                subnet: 0,
+                partner_lifetime: 0,
+                update_pending: false,
+            };
+            b.push(&l);
+            all.push(l);
+        }
+        let path = dir.join("s.snap");
+        write(&path, META, &b.finish()).unwrap();
+        let s = Snapshot::open(&path).unwrap();
+        for l in &all {
+            assert_eq!(s.find(&l.resource), Some(*l));
+            let miss = Resource::address(Ipv6Addr::from(u128::from(l.resource.addr) + 1));
+            assert_eq!(s.find(&miss), None);
+            let mut n = 0;
+            s.client_records(&l.duid, &mut |i| {
+                assert_eq!(s.lease(i).unwrap().duid, l.duid);
+                n += 1;
+            });
+            let expect = all.iter().filter(|m| m.duid == l.duid).count();
+            assert_eq!(n, expect);
+        }
+        assert_eq!(s.find(&Resource::address(Ipv6Addr::from(5u128))), None);
+        assert_eq!(s.find(&Resource::address(Ipv6Addr::from(u128::MAX))), None);
+        let mut n = 0;
+        s.client_records(&Duid::new(&[9, 9, 9]).unwrap(), &mut |_| n += 1);
+        assert_eq!(n, 0);
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

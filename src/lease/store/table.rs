@@ -780,5 +780,10 @@ impl Drop for ShardTable {
             let _ = self.sync();
         }
         self.poll_compaction(true);
+        if let Some(w) = &self.wal {
+            if self.failed.is_none() && w.in_flight() == 0 {
+                let _ = w.trim();
+            }
+        }
     }
 }

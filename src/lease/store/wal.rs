@@ -237,6 +237,13 @@ impl WalWriter {
         self.ring.in_flight()
     }
 
+    /// Clean shutdown, nothing in flight: gives back the reserved space after the data so
+    /// the next start replays only what was written.
+    pub fn trim(&self) -> io::Result<()> {
+        self.file.set_len(self.offset)?;
+        self.file.sync_all()
+    }
+
     /// Starts segment `header.segment + 1` and returns the old writer's segment number;
     /// batches in flight on the old segment still complete through the same ring.
     pub fn rotate(&mut self) -> io::Result<u64> {
