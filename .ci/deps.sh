@@ -9,6 +9,7 @@
 #   python3-scapy      relay-chain and bad-input packet scripts (/usr/bin/python3)
 #   tshark             dumpcap + tshark: captures and Wireshark's malformed-packet verdict
 #   iproute2 ethtool   network namespaces, veth pairs, checksum offload off
+#   iputils-ping       ICMPv6 echo checks (link up; the kernel still answers beside AF_XDP)
 #   util-linux mount   unshare -m / private mounts for the clients
 #   clang llvm libelf-dev zlib1g-dev pkg-config m4 libpcap-dev
 #                      the XDP program (bpf/) and AF_XDP bindings
@@ -18,7 +19,7 @@ set -euo pipefail
 
 PACKAGES=(
     kea-admin kea-dhcp6-server isc-dhcp-client dhcpcd-base python3-scapy tshark
-    iproute2 ethtool util-linux mount procps
+    iproute2 ethtool iputils-ping util-linux mount procps
     clang llvm libelf-dev zlib1g-dev pkg-config m4 libpcap-dev
     bc hyperfine linux-perf build-essential make
 )

@@ -208,9 +208,20 @@ pub fn resolve(
         return Verdict::Accept;
     }
     match (local.state, rec.status) {
+        (B::Active, B::Active) if local.duid == *client => {
+            // accept(3), same client: "accept the update" — unless our own data is clearly
+            // newer. Taken literally the rule lets a stale update (e.g. sent during
+            // POTENTIAL-CONFLICT resolution) shorten a lease the client holds from a
+            // later renewal here (docs/FAILOVER.md D9); [`store`] also keeps the later end.
+            if later(local_time, update_time) {
+                outdated
+            } else {
+                Verdict::Accept
+            }
+        }
         (B::Active, B::Active) => {
-            // accept(3).
-            if local.duid == *client || time2_holds || role == Role::Secondary {
+            // accept(3), different clients.
+            if time2_holds || role == Role::Secondary {
                 Verdict::Accept
             } else {
                 Verdict::Reject(StatusCode::AddressInUse)
@@ -274,6 +285,19 @@ pub fn store(
         .unwrap_or(0)
         .max(rec.partner_lifetime.map(to_unix).unwrap_or(0))
         .max(same_client.map_or(0, |l| l.partner_lifetime));
+    // Same client, both ACTIVE: the client may hold either version's lifetime; keep the
+    // later end and CLTT so the resource stays held long enough (D9).
+    let same_active = same_client.filter(|l| l.state == B::Active && rec.status == B::Active);
+    let cltt = same_active.map_or(cltt, |l| l.cltt.max(cltt));
+    // §3 "partner lifetime: the time after which the partner may consider the lease
+    // expired": the receiver's lease ends at the later of the client's end and the partner
+    // lifetime. Until then the sender may renew the client without telling us yet (lazy
+    // update), so the resource must stay held here — in particular it must not be handed to
+    // a partner that lost its database and asks with UPDREQALL (§8.5.2).
+    let plt = rec.partner_lifetime.map(to_unix).unwrap_or(0);
+    let state_exp = same_active
+        .map_or(state_exp, |l| l.expires_at.max(state_exp))
+        .max(if rec.status == B::Active { plt } else { 0 });
     Stored::Upsert(Lease {
         resource: rec.resource,
         ia_type: rec.ia_type,
@@ -327,11 +351,16 @@ mod tests {
     fn figure_4_rows() {
         let p = Role::Primary;
         let local = lease(BindingState::Active, NOW - 100, NOW + 100, 1);
-        // Same client, ACTIVE vs ACTIVE: accept(3) accepts.
-        let (r, b) = rec_of(&lease(BindingState::Active, NOW - 200, NOW + 50, 1));
+        // Same client, ACTIVE vs ACTIVE: accept(3) accepts, unless ours is clearly newer (D9).
+        let (r, b) = rec_of(&lease(BindingState::Active, NOW - 98, NOW + 50, 1));
         assert_eq!(
             resolve(Some(&local), &duid(1), &r, b, p, NOW),
             Verdict::Accept
+        );
+        let (r, b) = rec_of(&lease(BindingState::Active, NOW - 200, NOW + 50, 1));
+        assert_eq!(
+            resolve(Some(&local), &duid(1), &r, b, p, NOW),
+            Verdict::Reject(StatusCode::OutdatedBindingInformation)
         );
         // Different client, older: the primary says AddressInUse, the secondary accepts.
         let (r, b) = rec_of(&lease(BindingState::Active, NOW - 200, NOW + 50, 2));
@@ -395,10 +424,10 @@ mod tests {
         };
         assert_eq!(got.cltt, NOW - 10);
         assert_eq!(got.state, BindingState::Active);
-        // The client's end is kept; `partner_lifetime` is the latest of the partner
-        // lifetime (cltt + desired + valid/2 = NOW + 290) and the sender's
-        // expiration-time (its own acknowledged lifetime, NOW + 500).
-        assert_eq!(got.expires_at, NOW + 200);
+        // The lease ends here at the later of the client's end (NOW + 200) and the partner
+        // lifetime (cltt + desired + valid/2 = NOW + 290, §3); `partner_lifetime` is the
+        // latest of that and the sender's expiration-time (its acknowledged lifetime).
+        assert_eq!(got.expires_at, NOW + 290);
         assert_eq!(got.partner_lifetime, NOW + 500);
         let mut rel = sent;
         release(&mut rel, NOW);

@@ -1434,12 +1434,17 @@ impl Endpoint {
             // MCLT has passed, bounded below by §8.4.1's reuse time.
             let now_s = now.secs();
             let mclt = self.persistent.mclt;
+            let subnets = &self.cfg.subnets;
             let mut free = Vec::new();
             table.for_each(&mut |l: &Lease| {
                 if matches!(l.state, BindingState::Expired | BindingState::Released) {
                     let client_end = l.cltt.saturating_add(u64::from(l.valid_lifetime));
                     let start = binding::start_time_of_state(l);
-                    let at = super::mclt::reuse_time(l, client_end.max(start), pd.since, mclt);
+                    let desired = subnets
+                        .get(l.subnet as usize)
+                        .map_or(l.valid_lifetime, |s| s.desired_valid.max(l.valid_lifetime));
+                    let at =
+                        super::mclt::reuse_time(l, client_end.max(start), pd.since, mclt, desired);
                     if now_s >= at {
                         free.push(*l);
                     }

@@ -69,13 +69,36 @@ pub fn respects_mclt(lease: &Lease, now_secs: u64, mclt: u32, partner_down: bool
 
 /// RFC 8156 §8.4.1 / §4.2.2.1: earliest time a server in PARTNER-DOWN may give the resource
 /// of `lease` (Expired or Released, never acknowledged by the partner) to another client:
-/// MCLT after the latest of the client's end, the partner lifetimes (acknowledged by and
-/// to the partner, both kept in [`Lease::partner_lifetime`] by `binding::store`) and the
-/// PARTNER-DOWN entry time ("if this time would be earlier than ... the time the server
-/// entered PARTNER-DOWN state plus the MCLT is used").
-pub fn reuse_time(lease: &Lease, client_end: u64, partner_down_entered: u64, mclt: u32) -> u64 {
+/// MCLT after the latest of the client's end, the partner lifetimes acknowledged by and to
+/// the partner (both kept in [`Lease::partner_lifetime`] by `binding::store`), "the most
+/// recently transmitted partner-lifetime", and the PARTNER-DOWN entry time ("if this time
+/// would be earlier than ... the time the server entered PARTNER-DOWN state plus the MCLT
+/// is used").
+///
+/// The lease model does not record the partner lifetime last *transmitted* (the partner
+/// may have stored it even if its BNDREPLY never arrived, and then renewed the client up
+/// to MCLT past it). Every partner lifetime [`partner_lifetime`] produces for this lease is
+/// at most `cltt + desired * 3/2` (valid ≤ desired, CLTT only grows), so that bound
+/// stands in for it: PARTNER-DOWN reuse of an unacknowledged lease waits somewhat longer,
+/// never too little (docs/FAILOVER.md D8).
+pub fn reuse_time(
+    lease: &Lease,
+    client_end: u64,
+    partner_down_entered: u64,
+    mclt: u32,
+    desired: u32,
+) -> u64 {
+    let transmitted_bound = if desired == INFINITY {
+        u64::MAX
+    } else {
+        lease
+            .cltt
+            .saturating_add(u64::from(desired))
+            .saturating_add(u64::from(desired / 2))
+    };
     client_end
         .max(lease.partner_lifetime)
+        .max(transmitted_bound)
         .max(partner_down_entered)
         .saturating_add(u64::from(mclt))
 }

@@ -371,24 +371,41 @@ impl UringIo {
     fn reclaim_tx_slot(&mut self) -> io::Result<()> {
         while self.tx_free.is_empty() {
             self.ring.submit_and_wait(1)?;
-            let cq: Vec<Completion> = self
-                .ring
-                .completion()
-                .map(|e| Completion {
+            self.reap_without_delivering();
+        }
+        Ok(())
+    }
+
+    /// Takes every completion off the queue: sends are completed, the rest (receives, wakes)
+    /// is kept in order for the next `recv_batch`, which is the only place with a callback.
+    fn reap_without_delivering(&mut self) {
+        // In stack-sized chunks: this runs on every flush, so no allocation.
+        loop {
+            let mut chunk = [Completion {
+                user_data: 0,
+                result: 0,
+                flags: 0,
+            }; 32];
+            let mut n = 0;
+            for e in self.ring.completion().take(chunk.len()) {
+                chunk[n] = Completion {
                     user_data: e.user_data(),
                     result: e.result(),
                     flags: e.flags(),
-                })
-                .collect();
-            for c in cq {
+                };
+                n += 1;
+            }
+            for c in &chunk[..n] {
                 if c.user_data & UD_KIND_MASK == UD_SEND {
-                    self.complete_send(c);
+                    self.complete_send(*c);
                 } else {
-                    self.stash.push_back(c);
+                    self.stash.push_back(*c);
                 }
             }
+            if n < chunk.len() {
+                return;
+            }
         }
-        Ok(())
     }
 
     /// Handles one completion; returns 1 if a datagram was passed to `f`.
@@ -656,6 +673,9 @@ impl PacketIo for UringIo {
 
     fn flush(&mut self) -> io::Result<()> {
         self.ring.submit()?;
+        // UDP sends usually complete during the submit: free their slots (and count them)
+        // now rather than at the next receive. Receive completions wait in the stash.
+        self.reap_without_delivering();
         Ok(())
     }
 

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# AF_XDP backend vs io_uring backend vs an AF_XDP null reflector, one shard each, same veth,
+# same run (docs/benchmarks/xdp.md). Run as root from the repository root after
+#   cargo build --release --bins -p tandem -p tandem-bench
+# Usage: bench/scripts/xdp-vs-uring.sh [rounds] [seconds]
+set -euo pipefail
+ROUNDS=${1:-3}
+SECS=${2:-5}
+SERVERS=${SERVERS:-"uring xdp xdp-null uring-null"}
+BIN=target/release
+S=xdpbench-s-$$; C=xdpbench-c-$$
+WORK=$(mktemp -d)
+cleanup() {
+    [ -n "${SRV_PID:-}" ] && kill "$SRV_PID" 2>/dev/null || true
+    ip netns del "$S" 2>/dev/null || true
+    ip netns del "$C" 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+ip netns add "$S"; ip netns add "$C"
+for ns in "$S" "$C"; do
+    ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
+    ip -n "$ns" link set lo up
+done
+# One queue on each end: one shard.
+ip -n "$S" link add srv0 type veth peer name cli0 netns "$C"
+for side in "$S srv0 1" "$C cli0 2"; do
+    set -- $side
+    ip netns exec "$1" sysctl -qw "net.ipv6.conf.$2.addr_gen_mode=1"
+    ip -n "$1" addr add "fe80::$3/64" dev "$2" nodad
+    ip -n "$1" addr add "2001:db8:1::$3/64" dev "$2" nodad
+    ip netns exec "$1" ethtool -K "$2" tx off >/dev/null
+    ip -n "$1" link set "$2" up
+done
+ip -n "$S" -6 route add 2001:db8:2::/64 via 2001:db8:1::2 dev srv0
+sleep 1
+
+cat > "$WORK/tandem.toml" <<'TOML'
+[[subnet]]
+prefix = "2001:db8:1::/64"
+interfaces = ["srv0"]
+pool = [{ start = "2001:db8:1::1:0", end = "2001:db8:1::ffff:ffff" }]
+preferred_lifetime = 3600
+valid_lifetime = 7200
+
+[[subnet]]
+prefix = "2001:db8:2::/64"
+pool = [{ start = "2001:db8:2::1:0", end = "2001:db8:2::ffff:ffff" }]
+pd_pool = [{ prefix = "2001:db8:100::/40", delegated_length = 56 }]
+preferred_lifetime = 3600
+valid_lifetime = 7200
+
+[io]
+counters_interval = 0
+
+[store]
+durability = "memory"
+TOML
+
+start_server() {
+    local args=(serve --config "$WORK/tandem.toml" --data-dir "$WORK/data-$1" --shards 1)
+    case "$1" in
+        uring) args+=(--backend uring) ;;
+        uring-null) args+=(--backend uring --null-reflector) ;;
+        xdp) args+=(--backend xdp --interface srv0) ;;
+        xdp-null) args+=(--backend xdp --interface srv0 --null-reflector) ;;
+    esac
+    rm -rf "$WORK/data-$1"
+    ip netns exec "$S" taskset -c 0 "$BIN/tandem" "${args[@]}" >"$WORK/$1.log" 2>&1 &
+    SRV_PID=$!
+    for _ in $(seq 50); do
+        grep -q '"ready"\|ready shards\| ready' "$WORK/$1.log" 2>/dev/null && return 0
+        sleep 0.2
+    done
+    echo "server $1 did not start:"; cat "$WORK/$1.log"; exit 1
+}
+
+stop_server() {
+    kill -TERM "$SRV_PID"; wait "$SRV_PID" || true; SRV_PID=
+}
+
+echo "SARR exchanges/s / drops / server CPU µs per exchange; one shard, server on CPU 0, tandem-bench on CPU 1, ${SECS} s runs"
+printf '%-6s' round; for s in $SERVERS; do printf ' %20s' "$s"; done; echo
+for round in $(seq "$ROUNDS"); do
+    printf '%-6s' "$round"
+    for s in $SERVERS; do
+        start_server "$s"
+        out=$(ip netns exec "$C" taskset -c 1 timeout $((SECS + 60)) "$BIN/tandem-bench" run \
+            --target '[2001:db8:1::1]:547' --scenario sarr --subscribers 20000 \
+            --duration "$SECS" --rate max --link-base 2001:db8:2:: 2>&1) || true
+        # Server CPU (user + system, clock ticks) over start-up and the run.
+        ticks=$(awk '{print $14 + $15}' "/proc/$SRV_PID/stat")
+        stop_server
+        completed=$(echo "$out" | awk '/^completed/ {print $2; exit}')
+        cpu_us=$(echo "scale=1; $ticks * 1000000 / $(getconf CLK_TCK) / ${completed:-1}" | bc)
+        rate=$(echo "$out" | awk '/^exchanges\/s/ {print $2; exit}')
+        drops=$(echo "$out" | awk '/^drops/ {print $2; exit}')
+        printf ' %20s' "${rate:-?}/${drops:-?}/${cpu_us}us"
+        echo "$out" > "$WORK/bench-$s-$round.txt"
+        cp "$WORK/bench-$s-$round.txt" "/tmp/xdp-bench-$s-$round.txt"
+        cp "$WORK/$s.log" "/tmp/xdp-bench-server-$s-$round.log"
+    done
+    echo
+done
