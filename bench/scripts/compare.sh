@@ -7,6 +7,7 @@
 # usage (root): bench/scripts/compare.sh [--out DIR] [--duration SECS] [--subscribers N]
 #                                         [--servers "reflector tandem-fsync tandem-write kea-st kea-mt"]
 #                                         [--no-build]
+# The rig and the reflector use UDP GSO/GRO (--gso); servers see ordinary datagrams.
 # Needs: kea-dhcp6-server, kea-admin (perfdhcp), iproute2, ethtool. Takes ~1 minute per
 # server with the defaults. Not part of CI (docs/benchmarks.md records its latest table).
 set -euo pipefail
@@ -112,7 +113,7 @@ wait_port() {
 start_server() {  # $1 = name
     case "$1" in
         reflector)
-            ip netns exec "$SNS" "$BENCH" reflect --interface "$SIF" > "$OUT/$1.log" 2>&1 &
+            ip netns exec "$SNS" "$BENCH" reflect --interface "$SIF" --gso > "$OUT/$1.log" 2>&1 &
             SERVER_PID=$! ;;
         tandem-fsync|tandem-write)
             local d=${1#tandem-}
@@ -148,7 +149,7 @@ SEED=10
 rig() {  # $1 server, $2 label, rest: rig args
     local server=$1 label=$2; shift 2
     SEED=$((SEED + 1))
-    timeout $((DURATION * 3 + 120)) ip netns exec "$CNS" "$BENCH" run "$@" --seed "$SEED" \
+    timeout $((DURATION * 3 + 120)) ip netns exec "$CNS" "$BENCH" run "$@" --seed "$SEED" --gso \
         --duration "$DURATION" --quiet --json "$OUT/$server-$label.json" \
         > "$OUT/$server-$label.txt" 2>&1 || echo "rig $server $label failed (see $OUT/$server-$label.txt)"
 }
@@ -204,8 +205,8 @@ def perfdhcp(server, label):
             "p50": None, "p99": None, "avg_ms": avg[-1] if avg else "n/a", "sent": sent}
 
 rows = []
-modes = [("rig-sarr", rig, "rig, 4-message, relayed (64 relays), max"),
-         ("rig-rapid", rig, "rig, rapid commit, direct, max"),
+modes = [("rig-sarr", rig, "rig --gso, 4-message, relayed (64 relays), max"),
+         ("rig-rapid", rig, "rig --gso, rapid commit, direct, max"),
          ("perfdhcp-sa", perfdhcp, "perfdhcp -i (Solicit/Advertise), -r 100000"),
          ("perfdhcp-sarr", perfdhcp, "perfdhcp 4-message, -r 100000")]
 res = {(s, m): f(s, m) for s in servers for (m, f, _) in modes}

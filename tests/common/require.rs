@@ -42,8 +42,9 @@ pub fn ready(test: &str, tools: &[&str]) -> bool {
         false
     } else {
         panic!(
-            "{test}: missing {why}. Install with `make deps` (or .ci/deps.sh), \
-             or set {SKIP_ENV}=1 to skip tests whose preconditions are missing"
+            "{test}: missing {why}. Run the integration tests as root with the packages of \
+             .ci/deps.sh installed (`make deps`), or set {SKIP_ENV}=1 to skip tests whose \
+             preconditions are missing"
         );
     }
 }

@@ -110,6 +110,10 @@ struct RunArgs {
     /// No live progress line.
     #[arg(long)]
     quiet: bool,
+    /// UDP GSO/GRO: send runs of same-size datagrams in one segmented sendmsg and accept
+    /// coalesced receives (lower cost per datagram; the server sees ordinary datagrams).
+    #[arg(long)]
+    gso: bool,
 }
 
 #[derive(clap::Args)]
@@ -130,6 +134,9 @@ struct ReflectArgs {
     /// Print per-second counters on stderr.
     #[arg(long)]
     verbose: bool,
+    /// UDP GRO/GSO: take coalesced datagrams and answer them with one segmented send.
+    #[arg(long)]
+    gso: bool,
 }
 
 fn main() -> ExitCode {
@@ -158,14 +165,14 @@ fn run(a: RunArgs) -> Result<(), String> {
     }
     let (ep, path) = match (&a.target, &a.interface) {
         (Some(t), _) => (
-            rig::Endpoint::relayed(*t, a.bind, a.socket_buffer),
+            rig::Endpoint::relayed(*t, a.bind, a.socket_buffer, a.gso),
             driver::Path::Relayed {
                 link_base: a.link_base,
                 relays: a.relays.max(1),
             },
         ),
         (None, Some(ifname)) => (
-            rig::Endpoint::direct(ifname, a.socket_buffer).map_err(|e| e.to_string())?,
+            rig::Endpoint::direct(ifname, a.socket_buffer, a.gso).map_err(|e| e.to_string())?,
             driver::Path::Direct,
         ),
         (None, None) => return Err("give --target ADDR:547 or --interface IF".into()),
@@ -231,6 +238,7 @@ fn run_reflect(a: ReflectArgs) -> Result<(), String> {
         join,
         multicast_if: None,
         buffer_bytes: a.socket_buffer,
+        gso: a.gso,
     };
     let verbose = a.verbose;
     let mut last = 0u64;

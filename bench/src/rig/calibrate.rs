@@ -83,6 +83,7 @@ pub fn transport(secs: f64) -> Result<calibration::Transport, String> {
         join: vec![],
         multicast_if: None,
         buffer_bytes: 8 << 20,
+        gso: false,
     };
     // Bind the reflector first to learn its port, then hand the socket's port to the rig.
     let probe = std::net::UdpSocket::bind("[::1]:0").map_err(|e| e.to_string())?;
@@ -109,6 +110,7 @@ pub fn transport(secs: f64) -> Result<calibration::Transport, String> {
         SocketAddrV6::new(Ipv6Addr::LOCALHOST, port, 0, 0),
         Some(SocketAddrV6::new(Ipv6Addr::LOCALHOST, 0, 0, 0)),
         8 << 20,
+        false,
     );
     let path = Path::Relayed {
         link_base: "2001:db8:2::".parse().expect("literal"),
@@ -168,7 +170,7 @@ pub fn fsync_latency(dir: &std::path::Path, rounds: usize) -> Result<calibration
 
 /// The server at `target`: 4-message exchanges for new bindings, then renewals.
 pub fn server(a: &CalibrateArgs, target: SocketAddrV6) -> Result<calibration::Server, String> {
-    let ep = Endpoint::relayed(target, a.bind, 8 << 20);
+    let ep = Endpoint::relayed(target, a.bind, 8 << 20, false);
     let path = Path::Relayed {
         link_base: a.link_base,
         relays: 16,

@@ -53,7 +53,7 @@ pub struct Endpoint {
 
 impl Endpoint {
     /// Direct: from [::]:546 on `interface` to ff02::1:2%interface:547.
-    pub fn direct(interface: &str, buffer_bytes: usize) -> std::io::Result<Endpoint> {
+    pub fn direct(interface: &str, buffer_bytes: usize, gso: bool) -> std::io::Result<Endpoint> {
         let ifindex = uring::ifindex(interface)?;
         Ok(Endpoint {
             dst: SocketAddrV6::new(ALL_DHCP_RELAY_AGENTS_AND_SERVERS, SERVER_PORT, 0, ifindex),
@@ -63,6 +63,7 @@ impl Endpoint {
                 join: vec![],
                 multicast_if: Some(ifindex),
                 buffer_bytes,
+                gso,
             },
             label: format!("[ff02::1:2%{interface}]:547"),
         })
@@ -74,6 +75,7 @@ impl Endpoint {
         target: SocketAddrV6,
         bind: Option<SocketAddrV6>,
         buffer_bytes: usize,
+        gso: bool,
     ) -> Endpoint {
         Endpoint {
             dst: target,
@@ -83,6 +85,7 @@ impl Endpoint {
                 join: vec![],
                 multicast_if: None,
                 buffer_bytes,
+                gso,
             },
             label: target.to_string(),
         }
