@@ -99,7 +99,7 @@ struct Request<'a> {
     server_id: Option<&'a [u8]>,
     oro: Option<OptionCodes<'a>>,
     rapid_commit: bool,
-    ias: [Option<IaRequest<'a>>; MAX_IAS],
+    ias: [IaRequest<'a>; MAX_IAS],
     n_ias: usize,
     /// CLIENT_FQDN body (RFC 4704), echoed when also requested.
     fqdn: Option<&'a [u8]>,
@@ -107,7 +107,7 @@ struct Request<'a> {
 
 impl<'a> Request<'a> {
     fn ias(&self) -> impl Iterator<Item = IaRequest<'a>> + '_ {
-        self.ias[..self.n_ias].iter().flatten().copied()
+        self.ias[..self.n_ias].iter().copied()
     }
 
     fn requested(&self, code: u16) -> bool {
@@ -139,7 +139,11 @@ fn parse_request<'a>(relayed: &Relayed<'a>) -> Result<Request<'a>, DropReason> {
         server_id: None,
         oro: None,
         rapid_commit: false,
-        ias: [None; MAX_IAS],
+        ias: [IaRequest {
+            ia_type: IaType::Na,
+            iaid: 0,
+            options: &[],
+        }; MAX_IAS],
         n_ias: 0,
         fqdn: None,
     };
@@ -211,7 +215,7 @@ fn parse_request<'a>(relayed: &Relayed<'a>) -> Result<Request<'a>, DropReason> {
                 {
                     continue;
                 }
-                req.ias[req.n_ias] = Some(ia);
+                req.ias[req.n_ias] = ia;
                 req.n_ias += 1;
             }
             code if relay_only(code) => return Err(DropReason::MisplacedOption),

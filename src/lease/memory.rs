@@ -7,11 +7,67 @@ use std::collections::BinaryHeap;
 
 use super::{BindingState, CommitId, Duid, IaType, Lease, LeaseTable, Resource, TableError};
 
+/// The resources of one client: almost always one address and one prefix, kept inline so
+/// a new client costs no allocation.
+#[derive(Clone, Debug)]
+struct ClientResources {
+    inline: [Resource; 2],
+    len: u8,
+    more: Vec<Resource>,
+}
+
+impl Default for ClientResources {
+    fn default() -> Self {
+        let none = Resource::address(std::net::Ipv6Addr::UNSPECIFIED);
+        ClientResources {
+            inline: [none; 2],
+            len: 0,
+            more: Vec::new(),
+        }
+    }
+}
+
+impl ClientResources {
+    fn push(&mut self, r: Resource) {
+        if usize::from(self.len) < self.inline.len() {
+            self.inline[usize::from(self.len)] = r;
+            self.len += 1;
+        } else {
+            self.more.push(r);
+        }
+    }
+
+    fn remove(&mut self, r: &Resource) {
+        let n = usize::from(self.len);
+        if let Some(i) = self.inline[..n].iter().position(|x| x == r) {
+            match self.more.pop() {
+                Some(last) => self.inline[i] = last,
+                None => {
+                    self.inline[i] = self.inline[n - 1];
+                    self.len -= 1;
+                }
+            }
+        } else {
+            self.more.retain(|x| x != r);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0 && self.more.is_empty()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Resource> {
+        self.inline[..usize::from(self.len)]
+            .iter()
+            .chain(self.more.iter())
+    }
+}
+
 /// Leases keyed by resource, with a per-client index and an expiry queue.
 #[derive(Default)]
 pub struct MemoryTable {
     by_resource: HashMap<Resource, Lease>,
-    by_client: HashMap<Duid, Vec<Resource>>,
+    by_client: HashMap<Duid, ClientResources>,
     /// (expires_at, resource) min-heap, so expiry never scans the whole table. Entries are
     /// not removed when a lease changes (a renewal would otherwise cost two tree updates);
     /// an entry is acted on only if the record still ends at that time, otherwise it is a
@@ -26,9 +82,28 @@ impl MemoryTable {
         Self::default()
     }
 
+    /// A table with room for `leases` records and about `leases / 2` clients before it
+    /// grows (a growing hash table rehashes every record; servers size it at start).
+    pub fn with_capacity(leases: usize) -> Self {
+        MemoryTable {
+            by_resource: HashMap::with_capacity(leases),
+            by_client: HashMap::with_capacity(leases / 2 + 1),
+            expiry: BinaryHeap::with_capacity(leases),
+            ..Self::default()
+        }
+    }
+
+    /// Drops every record but keeps the allocated capacity.
+    pub fn clear(&mut self) {
+        self.by_resource.clear();
+        self.by_client.clear();
+        self.expiry.clear();
+        self.dirty = true;
+    }
+
     fn unlink_client(&mut self, duid: &Duid, resource: &Resource) {
         if let Some(list) = self.by_client.get_mut(duid) {
-            list.retain(|r| r != resource);
+            list.remove(resource);
             if list.is_empty() {
                 self.by_client.remove(duid);
             }
@@ -209,5 +284,36 @@ mod tests {
         t.client_leases(&other.duid, &mut out);
         assert_eq!(out, vec![other]);
         assert_eq!(t.len(), 1);
+    }
+}
+
+#[cfg(test)]
+mod client_list_tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::net::Ipv6Addr;
+
+    proptest! {
+        #[test]
+        fn client_resources_behave_like_a_set(ops in proptest::collection::vec((any::<bool>(), 0u8..6), 0..60)) {
+            let mut list = ClientResources::default();
+            let mut model: Vec<Resource> = Vec::new();
+            for (add, n) in ops {
+                let r = Resource::address(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, u16::from(n)));
+                if add && !model.contains(&r) {
+                    list.push(r);
+                    model.push(r);
+                } else if !add {
+                    list.remove(&r);
+                    model.retain(|x| *x != r);
+                }
+                let mut got: Vec<Resource> = list.iter().copied().collect();
+                got.sort();
+                let mut want = model.clone();
+                want.sort();
+                prop_assert_eq!(got, want);
+                prop_assert_eq!(list.is_empty(), model.is_empty());
+            }
+        }
     }
 }

@@ -676,19 +676,40 @@ fn rewrite(
 /// of another shard (after re-homing, or imported from another server). `partition` says
 /// which shard's allocator would hand a resource out (`None`: outside every pool). The
 /// engine treats these as taken until their leases end (see SEAMS.md).
-pub fn foreign_resources<T: LeaseTable>(
+pub fn foreign_resources<T: LeaseTable + Sync>(
     tables: &[T],
-    partition: &dyn Fn(&Resource) -> Option<usize>,
+    partition: &(dyn Fn(&Resource) -> Option<usize> + Sync),
 ) -> Vec<Vec<Lease>> {
-    let mut out = vec![Vec::new(); tables.len()];
-    for (owner, t) in tables.iter().enumerate() {
-        t.for_each(&mut |l| {
-            if let Some(p) = partition(&l.resource) {
-                if p != owner && p < out.len() {
-                    out[p].push(*l);
-                }
-            }
-        });
+    let n = tables.len();
+    // One thread per table: this is a full pass over every lease at startup.
+    let per_table: Vec<Vec<Vec<Lease>>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = tables
+            .iter()
+            .enumerate()
+            .map(|(owner, t)| {
+                scope.spawn(move || {
+                    let mut out = vec![Vec::new(); n];
+                    t.for_each(&mut |l| {
+                        if let Some(p) = partition(&l.resource) {
+                            if p != owner && p < n {
+                                out[p].push(*l);
+                            }
+                        }
+                    });
+                    out
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    });
+    let mut out = vec![Vec::new(); n];
+    for found in per_table {
+        for (p, leases) in found.into_iter().enumerate() {
+            out[p].extend(leases);
+        }
     }
     out
 }
@@ -698,7 +719,7 @@ pub fn foreign_resources<T: LeaseTable>(
 pub fn partition_of(
     config: &crate::config::Config,
     shards: usize,
-) -> impl Fn(&Resource) -> Option<usize> + '_ {
+) -> impl Fn(&Resource) -> Option<usize> + Sync + '_ {
     let n = shards.max(1);
     move |r: &Resource| {
         if r.is_prefix() {

@@ -472,3 +472,39 @@ proptest! {
         prop_assert_eq!(all_contents(&s.tables), contents(&oracle));
     }
 }
+
+/// The store's view of the allocation partition must be the allocator's own rule.
+#[test]
+fn partition_of_agrees_with_the_allocator() {
+    use crate::alloc::{Ownership, Partition};
+    let cfg = crate::config::Config::from_str(
+        "[[subnet]]\nprefix = \"2001:db8:1::/64\"\n\
+         pool = [{ start = \"2001:db8:1::1000\", end = \"2001:db8:1::ffff\" }]\n\
+         pd_pool = [{ prefix = \"2001:db8:100::/40\", delegated_length = 56 }]\n",
+        "test.toml",
+    )
+    .unwrap();
+    for shards in 1..5usize {
+        let part = partition_of(&cfg, shards);
+        for i in 0..500u128 {
+            let a = Ipv6Addr::from(0x2001_0db8_0001_u128 << 80 | (i * 0x9e37_79b9 + 0x1000));
+            let owner = part(&Resource::address(a)).unwrap();
+            for s in 0..shards {
+                let p = Partition::new(s, shards, Ownership::Any);
+                assert_eq!(p.owns_address(a), s == owner, "{a} shards={shards}");
+            }
+            let pool = &cfg.subnets[0].pd_pools[0];
+            let idx = (i as u32) % pool.count();
+            let r = Resource::prefix(pool.nth(idx), 56);
+            let owner = part(&r).unwrap();
+            for s in 0..shards {
+                let p = Partition::new(s, shards, Ownership::Any);
+                assert_eq!(p.owns_prefix_index(idx), s == owner);
+            }
+        }
+        assert_eq!(
+            part(&Resource::prefix("2001:db9::".parse().unwrap(), 56)),
+            None
+        );
+    }
+}
