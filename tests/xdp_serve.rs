@@ -400,3 +400,85 @@ fn no_program_left_after_sigkill() {
     );
     assert!(!xdp_attached(&pair), "XDP program left after SIGTERM");
 }
+
+/// Without CAP_BPF/CAP_NET_ADMIN (dropped from the bounding set with setpriv), `tandem serve
+/// --backend xdp` stops with an error that names the capabilities; with `[io.xdp] fallback =
+/// "uring"` it serves through io_uring instead and says so.
+#[test]
+fn missing_capabilities_clear_error_or_uring_fallback() {
+    const TEST: &str = "xdp_caps";
+    if !require::ready(TEST, &["setpriv"]) {
+        return;
+    }
+    let scratch = Scratch::new(TEST);
+    let pair = NetnsPair::new(TEST);
+    let config = scratch.join("tandem.toml");
+    let base = ServerConfig::default().toml();
+    std::fs::write(&config, &base).expect("writing config");
+    let data_dir = scratch.join("data");
+    let unprivileged = |config: &std::path::Path| -> Vec<String> {
+        [
+            "setpriv",
+            "--inh-caps=-all",
+            "--bounding-set=-bpf,-net_admin,-sys_admin,-perfmon",
+            common::tandem_bin(),
+            "serve",
+            "--config",
+            config.to_str().unwrap(),
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+            "--backend",
+            "xdp",
+            "--interface",
+            SERVER_IF,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let argv = unprivileged(&config);
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let run = proc::run(
+        Some(&pair.server),
+        &argv,
+        Duration::from_secs(20),
+        &scratch.join("denied.log"),
+    );
+    assert!(
+        run.status.is_some_and(|s| !s.success()),
+        "tandem started without CAP_BPF:\n{}",
+        run.output
+    );
+    assert!(
+        run.output.contains("permission denied") && run.output.contains("CAP_BPF"),
+        "the error does not name the missing capabilities:\n{}",
+        run.output
+    );
+    assert!(!xdp_attached(&pair));
+
+    let fallback = scratch.join("fallback.toml");
+    std::fs::write(
+        &fallback,
+        format!("{base}\n[io.xdp]\nfallback = \"uring\"\n"),
+    )
+    .expect("writing config");
+    let argv = unprivileged(&fallback);
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let mut server = Background::spawn(Some(&pair.server), &argv, &scratch.join("fallback.log"));
+    let listening = proc::wait_until(Duration::from_secs(20), || {
+        !check_output(Some(&pair.server), &["ss", "-H", "-uln", "sport = :547"])
+            .trim()
+            .is_empty()
+    });
+    let log = server.output();
+    server.stop(Duration::from_secs(10));
+    assert!(
+        listening,
+        "no io_uring socket on 547 after the fallback:\n{log}"
+    );
+    assert!(
+        log.contains("serving through io_uring instead"),
+        "the fallback was not logged:\n{log}"
+    );
+    assert!(!xdp_attached(&pair));
+}
