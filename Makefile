@@ -15,7 +15,7 @@ run: deps release
 	./target/release/tandem serve $(ARGS)
 
 test: deps
-	$(CARGO) test --workspace
+	$(CARGO) test --workspace --no-fail-fast
 	$(MAKE) fuzz-build
 
 deps:

@@ -8,6 +8,6 @@ criterion_group! {
     name = engine;
     // Thread CPU time: see bench/src/micro/cputime.rs for why.
     config = Criterion::default().with_measurement(micro::cputime::ThreadCpuTime::default());
-    targets = micro::engine::benchmarks
+    targets = micro::engine::benchmarks, micro::failover::benchmarks
 }
 criterion_main!(benches, engine);

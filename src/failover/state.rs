@@ -236,7 +236,7 @@ pub fn leave_startup(
 
 #[cfg(test)]
 mod tests {
-    use super::{leave_startup, partner_state_transition, startup_previous};
+    use super::{comms_failed, leave_startup, partner_state_transition, startup_previous};
     use crate::wire::failover::ServerState::*;
 
     #[test]
@@ -263,5 +263,64 @@ mod tests {
             leave_startup(Normal, 300, PartnerDown, 200),
             PotentialConflict
         );
+    }
+
+    /// The oracle: RFC 8156 §8.4.2–§8.12.2 (and §8.8.2's "unexpected partner state") written
+    /// out as a table from the text, independently of the `match` above. `None` = stay.
+    fn oracle(me: u8, partner: u8) -> Option<u8> {
+        // Codes: 1 STARTUP 2 NORMAL 3 COMM-INT 4 PARTNER-DOWN 5 POTENTIAL-CONFLICT
+        // 6 RECOVER 7 RECOVER-WAIT 8 RECOVER-DONE 9 RESOLUTION-INTERRUPTED 10 CONFLICT-DONE
+        let comm_int = |p: u8| match p {
+            2 | 3 | 8 => Some(2),
+            4 | 5 | 9 | 10 => Some(5),
+            _ => None,
+        };
+        match me {
+            4 => match p_in(partner, &[2, 3, 4, 5, 9, 10]) {
+                true => Some(5),
+                false if partner == 8 => Some(2),
+                false => None,
+            },
+            6 => p_in(partner, &[5, 9, 10]).then_some(5),
+            8 => match partner {
+                2 | 8 => Some(2),
+                6 | 7 => Some(3),
+                5 => Some(5),
+                _ => None,
+            },
+            2 => match partner {
+                2 | 3 | 10 | 8 | 1 => None,
+                // §8.8.2: go to COMM-INT, then take its transition.
+                p => Some(comm_int(p).unwrap_or(3)),
+            },
+            3 => comm_int(partner),
+            9 => Some(5),
+            10 => (partner == 2).then_some(2),
+            _ => None,
+        }
+    }
+
+    fn p_in(p: u8, set: &[u8]) -> bool {
+        set.contains(&p)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn transitions_match_the_oracle(me in 1u8..=10, partner in 1u8..=10) {
+            let m = crate::wire::failover::ServerState::from_u8(me).unwrap();
+            let p = crate::wire::failover::ServerState::from_u8(partner).unwrap();
+            let got = partner_state_transition(m, p) as u8;
+            let want = oracle(me, partner).unwrap_or(me);
+            proptest::prop_assert_eq!(got, want, "me {:?} partner {:?}", m, p);
+        }
+
+        #[test]
+        fn comms_failure_never_lands_in_a_comms_ok_only_state(me in 1u8..=10) {
+            let m = crate::wire::failover::ServerState::from_u8(me).unwrap();
+            let next = comms_failed(m);
+            // §8.8.2 / §8.10.2: NORMAL and POTENTIAL-CONFLICT need a partner.
+            proptest::prop_assert!(!matches!(next, Normal | PotentialConflict));
+            proptest::prop_assert_ne!(startup_previous(m), Startup);
+        }
     }
 }

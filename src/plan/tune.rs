@@ -27,8 +27,8 @@ const HUGEPAGE_BYTES: u64 = 2 << 20;
 pub enum Knob {
     /// A file under /proc/sys (or /proc/irq), holding one value.
     File(PathBuf),
-    /// `ethtool -L IF combined N` (read with `ethtool -l IF`).
-    Channels(String),
+    /// `ethtool -L IF combined N` or `rx N tx N` (read with `ethtool -l IF`).
+    Channels(String, ChannelKind),
 }
 
 /// One setting: what it is, its current value, the value the profile wants.
@@ -60,7 +60,10 @@ impl Setting {
                     format!("echo {} > {}", self.wanted, p.display())
                 }
             }
-            Knob::Channels(ifname) => format!("ethtool -L {ifname} combined {}", self.wanted),
+            Knob::Channels(ifname, kind) => format!(
+                "ethtool -L {ifname} {}",
+                channel_args(*kind, &self.wanted).join(" ")
+            ),
         }
     }
 
@@ -69,9 +72,10 @@ impl Setting {
         match &self.knob {
             Knob::File(p) => std::fs::write(p, format!("{}\n", self.wanted))
                 .map_err(|e| format!("{}: {e}", p.display())),
-            Knob::Channels(ifname) => {
+            Knob::Channels(ifname, kind) => {
                 let out = Command::new("ethtool")
-                    .args(["-L", ifname, "combined", &self.wanted])
+                    .args(["-L", ifname])
+                    .args(channel_args(*kind, &self.wanted))
                     .output()
                     .map_err(|e| format!("ethtool: {e}"))?;
                 if out.status.success() {
@@ -87,19 +91,40 @@ impl Setting {
     }
 }
 
+fn channel_args(kind: ChannelKind, n: &str) -> Vec<String> {
+    match kind {
+        ChannelKind::Combined => vec!["combined".into(), n.into()],
+        ChannelKind::RxTx => vec!["rx".into(), n.into(), "tx".into(), n.into()],
+    }
+}
+
 fn read(p: &Path) -> Option<String> {
     std::fs::read_to_string(p)
         .ok()
         .map(|s| s.trim().to_string())
 }
 
-/// Current combined channel count from `ethtool -l` output ("Current hardware settings").
-pub fn parse_channels(ethtool_l: &str) -> Option<u32> {
+/// Current channel count from `ethtool -l` output ("Current hardware settings"): the
+/// combined count, or for drivers without combined channels (veth, some virtio) the RX
+/// count, with which of the two it is.
+pub fn parse_channels(ethtool_l: &str) -> Option<(ChannelKind, u32)> {
     let current = ethtool_l.split("Current hardware settings:").nth(1)?;
-    current
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Combined:"))
-        .and_then(|v| v.trim().parse().ok())
+    let field = |name: &str| {
+        current
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    field("Combined:")
+        .map(|n| (ChannelKind::Combined, n))
+        .or_else(|| field("RX:").map(|n| (ChannelKind::RxTx, n)))
+}
+
+/// Which `ethtool -L` parameters set the queue count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChannelKind {
+    Combined,
+    RxTx,
 }
 
 /// IRQ numbers of `ifname`'s queues, in /proc/interrupts order.
@@ -124,12 +149,12 @@ pub fn settings(hw: &Hardware, interface: Option<&str>) -> Vec<Setting> {
             .args(["-l", ifname])
             .output()
             .ok()
-            .and_then(|o| parse_channels(&String::from_utf8_lossy(&o.stdout)))
-            .map(|n| n.to_string());
+            .and_then(|o| parse_channels(&String::from_utf8_lossy(&o.stdout)));
+        let kind = current.map_or(ChannelKind::Combined, |c| c.0);
         v.push(Setting {
-            name: format!("{ifname} combined queues"),
-            knob: Knob::Channels(ifname.to_string()),
-            current,
+            name: format!("{ifname} queues"),
+            knob: Knob::Channels(ifname.to_string(), kind),
+            current: current.map(|c| c.1.to_string()),
             wanted: shards.to_string(),
             why: "one NIC queue per shard",
         });
@@ -224,8 +249,19 @@ mod tests {
 
     #[test]
     fn channels_are_read_from_current_settings_not_maximums() {
-        assert_eq!(parse_channels(ETHTOOL_L), Some(8));
+        assert_eq!(parse_channels(ETHTOOL_L), Some((ChannelKind::Combined, 8)));
         assert_eq!(parse_channels("garbage"), None);
+        // veth: no combined channels, separate RX/TX.
+        let veth = "Channel parameters for v0:\nPre-set maximums:\nRX:\t\t2\nTX:\t\t2\nOther:\t\tn/a\nCombined:\tn/a\nCurrent hardware settings:\nRX:\t\t1\nTX:\t\t1\nOther:\t\tn/a\nCombined:\tn/a\n";
+        assert_eq!(parse_channels(veth), Some((ChannelKind::RxTx, 1)));
+        let s = Setting {
+            name: "q".into(),
+            knob: Knob::Channels("v0".into(), ChannelKind::RxTx),
+            current: Some("1".into()),
+            wanted: "2".into(),
+            why: "",
+        };
+        assert_eq!(s.command(), "ethtool -L v0 rx 2 tx 2");
     }
 
     #[test]

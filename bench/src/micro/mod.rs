@@ -3,5 +3,6 @@
 
 pub mod cputime;
 pub mod engine;
+pub mod failover;
 pub mod store;
 pub mod wire;

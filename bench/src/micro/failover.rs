@@ -1,0 +1,217 @@
+//! Failover micro-benchmarks (RFC 8156).
+//!
+//! * `failover/bndupd`: encode one client's BNDUPD (an IA_NA address and an IA_PD prefix,
+//!   every §7.4 option) and decode it again, per binding update. Baseline in the same run:
+//!   splitting the same frame and walking its top-level options without decoding them.
+//! * `failover/updreqall`: a partner that lost its database asks with UPDREQALL (§8.5.2)
+//!   and receives every binding: the whole exchange between two real endpoints (BNDUPD
+//!   build, framing, parse, §7.5.4 conflict check, store into a `MemoryTable`, BNDREPLY
+//!   build and parse, ack processing) for 100k bindings, until UPDDONE. Setup
+//!   (filling the sender's table) is outside the timing. Times are the thread's CPU time.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{BenchmarkId, Criterion, Throughput};
+
+use super::cputime::{thread_cpu_time, ThreadCpuTime};
+use tandem::failover::{Endpoint, FailoverConfig, PersistentState, Role, ServerState};
+use tandem::lease::memory::MemoryTable;
+use tandem::lease::{BindingState, Duid, IaType, Lease, LeaseTable, Resource};
+use tandem::time::Timestamp;
+use tandem::wire::failover::{
+    split_frame, BindingUpdateRepr, Builder, Frame, LeaseRecord, Message, MessageType, Subject,
+};
+
+const NOW_MS: u64 = 1_800_000_000_000;
+
+fn record(ia_type: IaType, resource: Resource) -> LeaseRecord {
+    LeaseRecord {
+        ia_type,
+        iaid: 1,
+        t1: 1800,
+        t2: 2880,
+        resource,
+        preferred_lifetime: 3000,
+        valid_lifetime: 3600,
+        status: BindingState::Active,
+        start_time_of_state: Some(800_000_000),
+        state_expiration_time: Some(800_003_600),
+        clt_time: Some(3),
+        partner_lifetime: Some(800_005_400),
+        partner_raw_clt_time: Some(800_000_001),
+        expiration_time: Some(800_003_600),
+        partner_lifetime_sent: None,
+        status_code: None,
+    }
+}
+
+fn bndupd(c: &mut Criterion<ThreadCpuTime>) {
+    let update = BindingUpdateRepr {
+        subject: Subject::Client(
+            Duid::new(&[0, 1, 0, 1, 0x2a, 0x2b, 0x2c, 0x2d, 2, 0, 0, 0, 0, 1]).unwrap(),
+        ),
+        base_time: 800_000_003,
+        top_status: None,
+        records: vec![
+            record(
+                IaType::Na,
+                Resource::address("2001:db8:1::1001".parse().unwrap()),
+            ),
+            record(
+                IaType::Pd,
+                Resource::prefix("2001:db8:100:1200::".parse().unwrap(), 56),
+            ),
+        ],
+    };
+    let mut frame = Vec::with_capacity(512);
+    let mut b = Builder::new(&mut frame, MessageType::Bndupd, 7, 800_000_003);
+    update.emit(&mut b, false);
+    b.finish().unwrap();
+
+    let mut g = c.benchmark_group("failover/bndupd");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("encode+decode", |bch| {
+        let mut buf = Vec::with_capacity(512);
+        let mut back = BindingUpdateRepr::default();
+        bch.iter(|| {
+            buf.clear();
+            let mut b = Builder::new(&mut buf, MessageType::Bndupd, 7, 800_000_003);
+            black_box(&update).emit(&mut b, false);
+            b.finish().unwrap();
+            let Ok(Frame::Complete { message, .. }) = split_frame(&buf) else {
+                unreachable!()
+            };
+            let m = Message::new_checked(message).unwrap();
+            back.parse(m.options(), false).unwrap();
+            black_box(back.records.len())
+        })
+    });
+    g.bench_function("baseline: frame split + option walk", |bch| {
+        bch.iter(|| {
+            let Ok(Frame::Complete { message, .. }) = split_frame(black_box(&frame)) else {
+                unreachable!()
+            };
+            let m = Message::new_checked(message).unwrap();
+            black_box(m.options().filter(|o| o.is_ok()).count())
+        })
+    });
+    g.finish();
+}
+
+fn lease(i: u32) -> Lease {
+    let mut duid = [0u8; 10];
+    duid[..2].copy_from_slice(&[0, 4]);
+    duid[2..6].copy_from_slice(&i.to_be_bytes());
+    let addr = 0x2001_0db8_0001_0000_0000_0000_0000_0000u128 | (u128::from(i) << 1) | 1;
+    let now = NOW_MS / 1000;
+    Lease {
+        resource: Resource::address(addr.into()),
+        ia_type: IaType::Na,
+        duid: Duid::new(&duid).unwrap(),
+        iaid: 1,
+        state: BindingState::Active,
+        preferred_lifetime: 1800,
+        valid_lifetime: 3600,
+        cltt: now - 100,
+        expires_at: now + 3500,
+        subnet: 0,
+        partner_lifetime: now + 5000,
+        update_pending: false,
+    }
+}
+
+struct Side {
+    ep: Endpoint,
+    table: MemoryTable,
+}
+
+fn config(role: Role) -> FailoverConfig {
+    let mut c = FailoverConfig::new(role);
+    c.max_unacked_bndupd = 256;
+    c
+}
+
+/// One UPDREQALL resync of `n` bindings; returns the CPU time of the exchange.
+fn resync(n: u32) -> Duration {
+    let now = Timestamp(NOW_MS);
+    let mut primary_table = MemoryTable::new();
+    for i in 0..n {
+        primary_table.upsert(lease(i)).unwrap();
+    }
+    primary_table.commit().unwrap();
+    let persisted = PersistentState {
+        state: ServerState::Normal,
+        previous_state: ServerState::Normal,
+        start_time_of_state: now.secs() - 1000,
+        partner_state: Some(ServerState::Normal),
+        partner_start_time_of_state: now.secs() - 1000,
+        last_partner_message: now.secs() - 10,
+        last_operating_time: now.secs() - 1,
+        communicated: true,
+        mclt: 3600,
+        partner_down_time: 0,
+    };
+    let mut p = Side {
+        ep: Endpoint::new(config(Role::Primary), Some(persisted), now),
+        table: primary_table,
+    };
+    // The secondary lost its stable storage: no persisted state, empty table.
+    let mut s = Side {
+        ep: Endpoint::new(config(Role::Secondary), None, now),
+        table: MemoryTable::new(),
+    };
+    let start = thread_cpu_time();
+    p.ep.handle_connected(now);
+    s.ep.handle_connected(now);
+    let mut buf = Vec::with_capacity(1 << 20);
+    loop {
+        let mut moved = false;
+        for (x, y) in [(0, 1), (1, 0)] {
+            let (from, to) = if x == 0 {
+                (&mut p, &mut s)
+            } else {
+                (&mut s, &mut p)
+            };
+            let _ = y;
+            buf.clear();
+            while from.ep.poll_transmit(now, &mut from.table, &mut buf) && buf.len() < (1 << 20) {}
+            while from.ep.poll_event().is_some() {}
+            if !buf.is_empty() {
+                moved = true;
+                to.ep.handle_stream(now, &buf, &mut to.table);
+                while to.ep.poll_event().is_some() {}
+            }
+        }
+        if s.ep.server_state() == ServerState::RecoverWait || !moved {
+            break;
+        }
+    }
+    let spent = thread_cpu_time().saturating_sub(start);
+    assert_eq!(
+        s.ep.server_state(),
+        ServerState::RecoverWait,
+        "UPDDONE received"
+    );
+    assert_eq!(s.table.len(), n as usize, "every binding arrived");
+    spent
+}
+
+fn updreqall(c: &mut Criterion<ThreadCpuTime>) {
+    let mut g = c.benchmark_group("failover/updreqall");
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(20));
+    // 1M bindings take ~10x the 100k case per sample (see docs/benchmarks/failover.md);
+    // criterion needs 10 samples, so the default run stops at 100k.
+    let n = 100_000u32;
+    g.throughput(Throughput::Elements(u64::from(n)));
+    g.bench_with_input(BenchmarkId::from_parameter(n), &n, |bch, &n| {
+        bch.iter_custom(|iters| (0..iters).map(|_| resync(n)).sum())
+    });
+    g.finish();
+}
+
+pub fn benchmarks(c: &mut Criterion<ThreadCpuTime>) {
+    bndupd(c);
+    updreqall(c);
+}
