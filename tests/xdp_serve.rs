@@ -211,7 +211,7 @@ fn parse_perfdhcp(output: &str) -> HashMap<String, (u64, u64, u64)> {
 }
 
 /// 10,000 clients at 500 exchanges/s: a correctness check under load (debug build, shared
-/// cores); throughput is measured by the benchmarks (docs/benchmarks/xdp.md).
+/// cores); throughput is measured by the benchmarks (docs/benchmarks.md).
 #[test]
 fn perfdhcp_sarr_10k_clients() {
     const TEST: &str = "xdp_perfdhcp";

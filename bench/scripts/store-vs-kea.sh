@@ -1,6 +1,6 @@
 #!/bin/bash
 # Run from the repo root after `cargo build --release --bin tandem` and, once, the harness's
-# `SRV_NS=store-srv CLI_NS=store-cli SRV_IF=sts0 CLI_IF=stc0 setup-netns.sh`. Results: docs/benchmarks/store.md.
+# `SRV_NS=store-srv CLI_NS=store-cli SRV_IF=sts0 CLI_IF=stc0 setup-netns.sh`. Results: docs/benchmarks.md.
 # Durable SARR leases/s: Kea 2.2 (memfile, persist=true) vs tandem (fsync and write), same
 # perfdhcp load, same netns pair, one run. Uses /work/shared/harness.
 set -u

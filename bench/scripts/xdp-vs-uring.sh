@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # AF_XDP backend vs io_uring backend vs an AF_XDP null reflector, one shard each, same veth,
-# same run (docs/benchmarks/xdp.md). Run as root from the repository root after
+# same run (docs/benchmarks.md). Run as root from the repository root after
 #   cargo build --release --bins -p tandem -p tandem-bench
 # Usage: bench/scripts/xdp-vs-uring.sh [rounds] [seconds]
 set -euo pipefail

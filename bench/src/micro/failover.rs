@@ -201,7 +201,7 @@ fn updreqall(c: &mut Criterion<ThreadCpuTime>) {
     let mut g = c.benchmark_group("failover/updreqall");
     g.sample_size(10);
     g.measurement_time(Duration::from_secs(20));
-    // 1M bindings take ~10x the 100k case per sample (see docs/benchmarks/failover.md);
+    // 1M bindings take ~10x the 100k case per sample (see docs/benchmarks.md);
     // criterion needs 10 samples, so the default run stops at 100k.
     let n = 100_000u32;
     g.throughput(Throughput::Elements(u64::from(n)));

@@ -1,6 +1,6 @@
 //! Lease store micro-benchmarks: the WAL record codec, and lookups in a mapped snapshot of
 //! 100k leases against the in-memory table holding the same leases (the baseline in the same
-//! run). The 10M-lease figures come from `store-bench` (docs/benchmarks/store.md).
+//! run). The 10M-lease figures come from `store-bench` (docs/benchmarks.md).
 
 use std::hint::black_box;
 use std::net::Ipv6Addr;
