@@ -197,7 +197,9 @@ impl Topology {
         for (ns, ifname) in [(&topo.server, SERVER_IF), (&topo.client, CLIENT_IF)] {
             while !sh(
                 None,
-                &["ip", "-n", ns, "-6", "route", "show", "table", "local", "dev", ifname],
+                &[
+                    "ip", "-n", ns, "-6", "route", "show", "table", "local", "dev", ifname,
+                ],
             )
             .lines()
             .any(|l| l.starts_with("multicast ff00::/8"))
