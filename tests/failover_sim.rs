@@ -264,15 +264,18 @@ impl World {
         let Some((r, mut seen)) = self.watch else {
             return;
         };
-        for i in 0..2 {
-            let now = self.servers[i].table.by_resource(&r);
-            if now != seen[i] {
-                seen[i] = now;
-                let role = self.servers[i].role;
-                self.log(format!("watch {role:?} {r} after {what}: {now:?}"));
+        let mut lines = Vec::new();
+        for (server, last) in self.servers.iter().zip(seen.iter_mut()) {
+            let now = server.table.by_resource(&r);
+            if now != *last {
+                *last = now;
+                lines.push(format!("watch {:?} {r} after {what}: {now:?}", server.role));
             }
         }
         self.watch = Some((r, seen));
+        for l in lines {
+            self.log(l);
+        }
     }
 
     fn violation(&mut self, s: String) {
