@@ -188,6 +188,29 @@ impl Topology {
             assert!(Instant::now() < deadline, "veth link never came up");
             std::thread::sleep(Duration::from_millis(100));
         }
+        // A working unicast ping does not mean multicast can be sent yet: the kernel adds
+        // the interface's `multicast ff00::/8` route (local table) only when addrconf sees
+        // the link operationally up, which the global linkwatch worker reports up to a
+        // second after the carrier (longer when other namespaces are churning links). Until
+        // then sending to ff02::1:2%xcli0 fails with ENETUNREACH, so wait for the route
+        // itself on both ends.
+        for (ns, ifname) in [(&topo.server, SERVER_IF), (&topo.client, CLIENT_IF)] {
+            while !sh(
+                None,
+                &[
+                    "ip", "-n", ns, "-6", "route", "show", "table", "local", "dev", ifname,
+                ],
+            )
+            .lines()
+            .any(|l| l.starts_with("multicast ff00::/8"))
+            {
+                assert!(
+                    Instant::now() < deadline,
+                    "{ifname} in {ns} never got its ff00::/8 multicast route"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         topo
     }
 
@@ -307,9 +330,6 @@ fn counter(report: &str, name: &str) -> u64 {
 }
 
 #[test]
-#[ignore = "fails on a fresh clone with ENETUNREACH when the client child sends to ff02::1:2 \
-            (tests/xdp_dataplane.rs client_role); passed in the author's worktree, cause not \
-            found yet. tests/xdp_serve.rs covers the same data plane end to end."]
 fn echo_through_both_queues_with_vlans_tcp_and_icmp() {
     for mode in ["native", "generic"] {
         let topo = Topology::new(&format!("echo-{mode}"));
