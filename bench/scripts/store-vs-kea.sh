@@ -1,39 +1,161 @@
 #!/bin/bash
-# Run from the repo root after `cargo build --release --bin tandem` and, once, the harness's
-# `SRV_NS=store-srv CLI_NS=store-cli SRV_IF=sts0 CLI_IF=stc0 setup-netns.sh`. Results: docs/benchmarks.md.
-# Durable SARR leases/s: Kea 2.2 (memfile, persist=true) vs tandem (fsync and write), same
-# perfdhcp load, same netns pair, one run. Uses /work/shared/harness.
-set -u
-export HARNESS_WORK=/tmp/store-kea SRV_NS=store-srv CLI_NS=store-cli SRV_IF=sts0 CLI_IF=stc0
-H=${HARNESS:-/work/shared/harness}   # the DHCPv6 test harness (setup-netns.sh, run-kea.sh, run-perfdhcp.sh)
-T=${TANDEM:-target/release/tandem}; T=$(realpath "$T")
-RATE=${RATE:-40000}; CLIENTS=${CLIENTS:-2000000}; PERIOD=${PERIOD:-10}
-echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u)"
-cd $H
-PERSIST=true LOGLEVEL=WARN ./run-kea.sh start >/dev/null
-RATE=$RATE CLIENTS=$CLIENTS PERIOD=$PERIOD TAG=store-kea-sarr ./run-perfdhcp.sh sarr
-./run-kea.sh stop >/dev/null
-echo "kea lease file: $(wc -l < /tmp/store-kea/run/kea-leases6.csv) rows"
-for mode in fsync write; do
-  D=${WORK:-/tmp/store-e2e}/bench-$mode; rm -rf $D; mkdir -p $D
-  cat > $D/tandem.toml <<EOC
+# End-to-end durable SARR leases/s: tandem (durability fsync) vs Kea 2.2 (memfile,
+# persist=true), same load generator, same namespace pair, one run (issue 3 §7). Results go
+# to docs/benchmarks.md ("Lease store benchmarks").
+#
+# usage (root, from the repo root, after `cargo build --release --bin tandem --bin tandem-bench`):
+#   bench/scripts/store-vs-kea.sh [--duration S] [--subscribers N] [--window W]
+#                                 [--servers "kea-st kea-mt tandem-fsync-1 tandem-fsync-2 tandem-write-1"]
+#
+# The load generator is the bench rig (`tandem-bench run`, UDP GSO), not perfdhcp: perfdhcp
+# is one thread and saturates at a few thousand exchanges/s on this machine, which bounded
+# the ratio the last time. Every subscriber does one 4-message exchange (Solicit, Advertise,
+# Request, Reply) with an IA_NA, relayed through 64 emulated relays, closed loop (`--rate
+# max`, `--window` outstanding). A completed exchange = one lease committed before its Reply:
+# tandem `fsync` fdatasyncs the WAL batch before the Reply leaves; Kea's memfile appends to
+# its CSV with no fsync at all (its strongest memfile setting), so the comparison favours Kea.
+# tandem-fsync-N runs N shards. Afterwards the leases each server holds are counted.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+HARNESS=${HARNESS:-/work/shared/harness}
+DURATION=10
+SUBS=2000000
+WINDOW=512
+SERVERS="kea-st tandem-fsync-1 tandem-fsync-2"
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --duration) DURATION=$2; shift 2 ;;
+        --subscribers) SUBS=$2; shift 2 ;;
+        --window) WINDOW=$2; shift 2 ;;
+        --servers) SERVERS=$2; shift 2 ;;
+        *) echo "unknown argument $1"; exit 2 ;;
+    esac
+done
+OUT=${OUT:-$ROOT/target/store-vs-kea/$(date -u +%Y%m%dT%H%M%SZ)}
+mkdir -p "$OUT"
+TANDEM=$ROOT/target/release/tandem
+BENCH=$ROOT/target/release/tandem-bench
+
+TAG=skea$$
+SNS=$TAG-s; CNS=$TAG-c; SIF=${TAG}s0; CIF=${TAG}c0
+SERVER_PID=""
+cleanup() {
+    set +e
+    if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill "$SERVER_PID"; sleep 0.5; kill -9 "$SERVER_PID" 2>/dev/null
+    fi
+    for ns in "$SNS" "$CNS"; do
+        for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
+        ip netns del "$ns" 2>/dev/null
+    done
+}
+trap cleanup EXIT
+
+for ns in "$SNS" "$CNS"; do
+    ip netns add "$ns"
+    for k in all default; do
+        ip netns exec "$ns" sysctl -qw net.ipv6.conf.$k.accept_dad=0
+        ip netns exec "$ns" sysctl -qw net.ipv6.conf.$k.accept_ra=0
+    done
+    ip -n "$ns" link set lo up
+done
+ip -n "$SNS" link add "$SIF" type veth peer name "$CIF" netns "$CNS"
+ip netns exec "$SNS" sysctl -qw net.ipv6.conf.$SIF.addr_gen_mode=1
+ip netns exec "$CNS" sysctl -qw net.ipv6.conf.$CIF.addr_gen_mode=1
+ip -n "$SNS" addr add fe80::1/64 dev "$SIF" nodad
+ip -n "$SNS" addr add 2001:db8:1::1/64 dev "$SIF" nodad
+ip -n "$CNS" addr add fe80::2/64 dev "$CIF" nodad
+ip -n "$CNS" addr add 2001:db8:1::2/64 dev "$CIF" nodad
+ip -n "$SNS" link set "$SIF" up
+ip -n "$CNS" link set "$CIF" up
+ip -n "$SNS" -6 route add 2001:db8:2::/64 via 2001:db8:1::2 dev "$SIF"
+
+tandem_config() {  # $1 = durability
+cat > "$OUT/tandem-$1.toml" <<EOF
+[store]
+durability = "$1"
+[io]
+counters_interval = 0
 [[subnet]]
 prefix = "2001:db8:1::/64"
-interfaces = ["sts0"]
+interfaces = ["$SIF"]
 preferred_lifetime = 3000
 valid_lifetime = 4000
 pool = [{ start = "2001:db8:1::1000", end = "2001:db8:1:0:ffff:ffff:ffff:ffff" }]
-pd_pool = [{ prefix = "2001:db8:8000::/40", delegated_length = 56 }]
-[io]
-interfaces = ["sts0"]
-[store]
-durability = "$mode"
-EOC
-  ip netns exec store-srv timeout 120 $T serve --config $D/tandem.toml --data-dir $D/data --shards 2 > $D/srv.log 2>&1 &
-  pid=$!
-  for i in $(seq 1 100); do ip netns exec store-srv ss -H -uln 'sport = :547' | grep -q . && break; sleep 0.1; done
-  sleep 0.5
-  RATE=$RATE CLIENTS=$CLIENTS PERIOD=$PERIOD TAG=store-tandem-$mode-sarr ./run-perfdhcp.sh sarr
-  kill $pid; wait $pid
-  echo "tandem $mode leases: $($T leases --data-dir $D/data count 2>/dev/null)"
-done
+[[subnet]]
+prefix = "2001:db8:2::/64"
+preferred_lifetime = 3000
+valid_lifetime = 4000
+pool = [{ start = "2001:db8:2::1000", end = "2001:db8:2:0:ffff:ffff:ffff:ffff" }]
+EOF
+}
+
+wait_port() {
+    for _ in $(seq 1 200); do
+        ip netns exec "$SNS" ss -H -uln 'sport = :547' | grep -q . && return 0
+        sleep 0.05
+    done
+    echo "server did not bind port 547"; return 1
+}
+
+count_leases() {  # $1 = server
+    case "$1" in
+        tandem-*) "$TANDEM" leases --data-dir "$OUT/data-$1" count 2>/dev/null | tr -dc '0-9' ;;
+        kea-*) # memfile is a log: count distinct addresses whose last row has a lifetime
+            awk -F, 'NR>1 {v[$1]=$3} END {n=0; for (a in v) if (v[a] > 0) n++; print n}' \
+                "$OUT/kea-$1/run/kea-leases6.csv" ;;
+    esac
+}
+
+start_server() {  # $1 = name
+    case "$1" in
+        tandem-*)
+            local rest=${1#tandem-} ; local d=${rest%-*} shards=${rest##*-}
+            tandem_config "$d"
+            rm -rf "$OUT/data-$1"
+            ip netns exec "$SNS" "$TANDEM" serve --config "$OUT/tandem-$d.toml" \
+                --data-dir "$OUT/data-$1" --shards "$shards" --log-level warn > "$OUT/$1.log" 2>&1 &
+            SERVER_PID=$! ;;
+        kea-st|kea-mt)
+            local mt=false; [ "$1" = kea-mt ] && mt=true
+            HARNESS_WORK=$OUT/kea-$1 SRV_NS=$SNS SRV_IF=$SIF PERSIST=true MT=$mt THREADS=2 \
+                LOGLEVEL=WARN "$HARNESS/run-kea.sh" start > "$OUT/$1.log" 2>&1
+            SERVER_PID=$(cat "$OUT/kea-$1/run/kea-dhcp6.pid") ;;
+        *) echo "unknown server $1"; exit 2 ;;
+    esac
+    wait_port
+    sleep 0.3
+}
+
+stop_server() {
+    if [ -n "$SERVER_PID" ]; then
+        kill "$SERVER_PID" 2>/dev/null || true
+        for _ in $(seq 1 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+        SERVER_PID=""
+    fi
+}
+
+echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u)" | tee "$OUT/machine.txt"
+SEED=20
+for server in $SERVERS; do
+    SEED=$((SEED + 1))
+    start_server "$server"
+    timeout $((DURATION * 3 + 120)) ip netns exec "$CNS" "$BENCH" run \
+        --target "[2001:db8:1::1]:547" --relays 64 --scenario sarr --subscribers "$SUBS" \
+        --rate max --window "$WINDOW" --duration "$DURATION" --seed "$SEED" --gso --quiet \
+        --json "$OUT/$server.json" > "$OUT/$server.txt" 2>&1 || echo "rig against $server failed"
+    stop_server
+    leases=$(count_leases "$server")
+    /usr/bin/python3 - "$OUT/$server.json" "$server" "$leases" <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(f"{sys.argv[2]:>16}: {r['exchanges_per_sec']:>9.0f} SARR exchanges/s, completed "
+      f"{r['completed']}, drops {r['drops']}, NoAddrsAvail {r['no_addrs_avail']}, "
+      f"p50 {r['latency_us']['p50']} us, p99 {r['latency_us']['p99']} us; leases held {sys.argv[3]}")
+EOF
+    sleep 1
+done | tee "$OUT/results.txt"
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/results.txt"
+echo "results in $OUT"

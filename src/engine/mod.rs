@@ -282,11 +282,16 @@ struct Client<'a> {
 
 /// Whether a lease record keeps its resource from being handed to someone else.
 pub(crate) fn occupies(l: &Lease, now_secs: u64) -> bool {
-    match l.state {
+    state_occupies(l.state, l.expires_at, now_secs)
+}
+
+/// [`occupies`] on a record's state and expiry alone (the startup scan reads no more).
+fn state_occupies(state: BindingState, expires_at: u64, now_secs: u64) -> bool {
+    match state {
         BindingState::Active
         | BindingState::Abandoned
         | BindingState::PendingFree
-        | BindingState::Reset => now_secs < l.expires_at,
+        | BindingState::Reset => now_secs < expires_at,
         // RFC 8156 §4.2.2: FREE_BACKUP resources belong to the partner.
         BindingState::FreeBackup => true,
         BindingState::Expired | BindingState::Released | BindingState::Free => false,
@@ -428,11 +433,10 @@ impl Engine {
     pub fn load(&mut self, table: &dyn LeaseTable) {
         self.rebuild_bitmaps();
         let maps = &mut self.prefixes;
-        table.for_each(&mut |l: &Lease| {
-            if l.resource.is_prefix() && occupies(l, 0) {
-                if let Some((s, i, idx)) =
-                    Self::locate_prefix(maps, l.resource.addr, l.resource.prefix_len)
-                {
+        // Resource, state and expiry only: a mapped table scans its records in place.
+        table.for_each_resource(&mut |r: &Resource, state, expires_at| {
+            if r.is_prefix() && state_occupies(state, expires_at, 0) {
+                if let Some((s, i, idx)) = Self::locate_prefix(maps, r.addr, r.prefix_len) {
                     maps[s][i].take(idx);
                 }
             }
@@ -446,10 +450,17 @@ impl Engine {
     /// could give one resource to two clients. At the next restart the store recomputes
     /// the set from the tables.
     pub fn mark_foreign(&mut self, leases: &[Lease]) {
-        for l in leases {
-            if self.foreign.insert(l.resource) && l.resource.is_prefix() {
-                if let Some((s, i, idx)) =
-                    Self::locate_prefix(&self.prefixes, l.resource.addr, l.resource.prefix_len)
+        let resources: Vec<Resource> = leases.iter().map(|l| l.resource).collect();
+        self.mark_foreign_resources(&resources);
+    }
+
+    /// [`Engine::mark_foreign`] given the resources alone (what the store's startup scan
+    /// finds; after a re-home that is most of the leases, so no lease is built for them).
+    pub fn mark_foreign_resources(&mut self, resources: &[Resource]) {
+        self.foreign.reserve(resources.len());
+        for r in resources {
+            if self.foreign.insert(*r) && r.is_prefix() {
+                if let Some((s, i, idx)) = Self::locate_prefix(&self.prefixes, r.addr, r.prefix_len)
                 {
                     self.prefixes[s][i].take(idx);
                 }

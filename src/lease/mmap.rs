@@ -43,6 +43,13 @@ impl MappedFile {
     pub fn bytes(&self) -> &[u8] {
         &self.map
     }
+
+    /// Asks the kernel to read the whole file ahead (`MADV_WILLNEED`): opening a snapshot
+    /// checksums every byte, so on a cold page cache the reads should be queued at once
+    /// rather than page fault by page fault. Advisory; a refusal changes nothing.
+    pub fn will_need(&self) {
+        let _ = self.map.advise(memmap2::Advice::WillNeed);
+    }
 }
 
 /// A snapshot body whose rkyv archive has been validated once (bytecheck) at open time, so

@@ -297,8 +297,15 @@ pub trait LeaseTable {
         self.len() == 0
     }
 
-    /// Calls `f` for every record (startup: rebuild the allocators' free bitmaps).
+    /// Calls `f` for every record (tooling, failover resync).
     fn for_each(&self, f: &mut dyn FnMut(&Lease));
+
+    /// Calls `f` with the resource, binding state and expiry time of every record: all that
+    /// the startup passes (allocator bitmaps, foreign resources) need. A mapped table answers
+    /// straight from its archived records without building whole leases (no DUID copy).
+    fn for_each_resource(&self, f: &mut dyn FnMut(&Resource, BindingState, u64)) {
+        self.for_each(&mut |l| f(&l.resource, l.state, l.expires_at));
+    }
 
     /// Seals the changes since the previous call into one batch and starts making it durable.
     /// Returns the batch id, or `None` if nothing changed.

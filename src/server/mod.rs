@@ -31,7 +31,7 @@ use crate::io::sys::{self, Interface};
 use crate::io::uring::{UringIo, UringOptions};
 use crate::io::PacketIo;
 use crate::lease::store::{self as lease_store, ShardTable, Store};
-use crate::lease::{Duid, Lease};
+use crate::lease::{Duid, LeaseTable, Resource};
 use crate::shard::{self, Reflector, Service, Shard, ShardOptions, ShardReport};
 use crate::time::Timestamp;
 
@@ -95,7 +95,7 @@ pub type Table = ShardTable;
 /// Opens the lease store for all shards at once (it locks the data directory, and re-homes
 /// leases when the shard count changed), and finds each shard's foreign resources: those in
 /// its allocation partition held by another shard's client (SEAMS.md, "Ownership").
-pub fn open_tables(p: &Prepared) -> Result<(Vec<Table>, Vec<Vec<Lease>>), ServeError> {
+pub fn open_tables(p: &Prepared) -> Result<(Vec<Table>, Vec<Vec<Resource>>), ServeError> {
     let mut section = p.config.store.clone();
     section.data_dir = p.data_dir.clone();
     let store = Store::open(&section, p.shards)?;
@@ -108,9 +108,15 @@ pub fn open_tables(p: &Prepared) -> Result<(Vec<Table>, Vec<Vec<Lease>>), ServeE
         rehomed_from = ?r.rehomed_from,
         "lease store open"
     );
+    let scan = std::time::Instant::now();
     let foreign = lease_store::foreign_resources(
         &store.tables,
         &lease_store::partition_of(&p.config, p.shards),
+    );
+    tracing::info!(
+        foreign = foreign.iter().map(Vec::len).sum::<usize>(),
+        took_ms = scan.elapsed().as_millis() as u64,
+        "foreign resources found (leases of other shards' clients in a shard's partition)"
     );
     Ok((store.tables, foreign))
 }
@@ -318,10 +324,17 @@ fn engine_service(ctx: &ServeContext, index: usize, table: &Table) -> Result<Eng
         },
     );
     // Rebuild the allocators' view (taken addresses, prefix bitmaps) from the table.
+    let started = std::time::Instant::now();
     engine.load(table);
     if let Some(foreign) = ctx.foreign.get(index) {
-        engine.mark_foreign(foreign);
+        engine.mark_foreign_resources(foreign);
     }
+    tracing::info!(
+        shard = index,
+        leases = table.len(),
+        took_ms = started.elapsed().as_millis() as u64,
+        "allocator state rebuilt from the lease table"
+    );
     Ok(engine)
 }
 
@@ -333,7 +346,7 @@ pub struct ServeContext {
     /// Interfaces (index, name) where direct clients are (multicast groups joined).
     pub multicast: Vec<(u32, String)>,
     /// Per shard: leases of other shards' clients on resources of its partition.
-    pub foreign: Vec<Vec<Lease>>,
+    pub foreign: Vec<Vec<Resource>>,
 }
 
 /// Stops the server if its shard thread unwinds.

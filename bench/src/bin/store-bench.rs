@@ -40,6 +40,8 @@ enum Cmd {
         leases: u64,
         #[arg(long, default_value_t = 2)]
         shards: usize,
+        #[arg(long, value_enum, default_value_t = Placement::Allocated)]
+        placement: Placement,
     },
     /// Restart time (open: map + verify + replay), resident bytes per lease, lookups/s.
     Open {
@@ -49,6 +51,9 @@ enum Cmd {
         shards: usize,
         #[arg(long, default_value_t = 2_000_000)]
         lookups: u64,
+        /// How the table was built (`build --placement`), to regenerate lookup keys.
+        #[arg(long, value_enum, default_value_t = Placement::Allocated)]
+        placement: Placement,
     },
     /// Durable leases/s through the WAL's group commit, batch sizes 1..1024, against one
     /// synchronous pwrite+fdatasync per batch.
@@ -67,30 +72,60 @@ enum Cmd {
     },
 }
 
-/// Lease number `i` of the synthetic population: client i/2 holds one NA (even i) or
-/// NA + PD; DUID sizes cycle through DUID-LL (10), DUID-LLT (14) and DUID-EN (18, 22).
-fn synthetic(i: u64, now: u64) -> Lease {
+/// Where the synthetic leases' resources sit relative to the shards' allocation partitions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Placement {
+    /// As tandem's allocator hands them out with this shard count (src/alloc): an address's
+    /// `(iid >> 1) mod shards` and a prefix's pool index `mod shards` are its client's shard.
+    /// The steady state of a server restarting with the same shard count.
+    Allocated,
+    /// Independent of the client's shard: what a re-home to another shard count or a Kea
+    /// import leaves (about half the leases sit in another shard's partition with 2 shards).
+    Random,
+}
+
+/// Lease number `i` of the synthetic population: 5 leases per 3 clients (60% IA_NA, 40%
+/// IA_PD /56 from 2001:db8::/32; a client's NA and PD share one DUID); DUID sizes cycle
+/// through DUID-LL (10), DUID-LLT (14) and DUID-EN (18, 22).
+fn synthetic(i: u64, now: u64, placement: Placement, shards: usize) -> Lease {
     let client = i * 3 / 5; // 5 leases per 3 clients: 60% NA, 40% PD
     let pd = i % 5 >= 3;
     let len = [10usize, 14, 18, 22][(client % 4) as usize];
     let mut duid = [0u8; 22];
     duid[1] = [3u8, 1, 2, 2][(client % 4) as usize];
     duid[len - 8..len].copy_from_slice(&client.to_be_bytes());
+    let duid = Duid::new(&duid[..len]).expect("valid DUID");
+    let n = shards.max(1) as u64;
+    let owner = duid.shard_of(shards.max(1)) as u64;
     let resource = if pd {
+        // Pool index: the i-th PD lease, spread over the partitions like the allocator does.
+        let pd_number = i / 5 * 2 + (i % 5 - 3);
+        let index = match placement {
+            Placement::Allocated => pd_number * n + owner,
+            Placement::Random => i,
+        };
         Resource::prefix(
-            Ipv6Addr::from(0x2001_0db8_u128 << 96 | u128::from(i) << 72),
+            Ipv6Addr::from(0x2001_0db8_u128 << 96 | u128::from(index) << 72),
             56,
         )
     } else {
+        let mut iid = i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        if placement == Placement::Allocated {
+            let mut half = (iid >> 1) / n * n + owner;
+            if half >= 1 << 63 {
+                half -= n; // keep the top bit: the partition is of `iid >> 1`
+            }
+            iid = half.wrapping_shl(1) | (iid & 1);
+        }
         Resource::address(Ipv6Addr::from(
-            0x2001_0db8_0001_u128 << 80 | u128::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            0x2001_0db8_0001_u128 << 80 | u128::from(iid),
         ))
     };
     let valid = 3600 + (i % 7200) as u32;
     Lease {
         resource,
         ia_type: if pd { IaType::Pd } else { IaType::Na },
-        duid: Duid::new(&duid[..len]).expect("valid DUID"),
+        duid,
         iaid: (i % 3) as u32,
         state: BindingState::Active,
         preferred_lifetime: valid / 2,
@@ -154,12 +189,13 @@ fn main() {
             dir,
             leases,
             shards,
+            placement,
         } => {
             let _ = std::fs::remove_dir_all(&dir);
             let t = Instant::now();
             Store::add_offline(&dir, Some(shards), |_, push| {
                 for i in 0..leases {
-                    push(synthetic(i, now));
+                    push(synthetic(i, now, placement, shards));
                 }
                 Ok(())
             })
@@ -177,12 +213,13 @@ fn main() {
             dir,
             shards,
             lookups,
+            placement,
         } => {
             let rss0 = rss_bytes();
             let t = Instant::now();
             let store = Store::open(&section(&dir, Durability::Fsync), shards).expect("open");
             // First answer: one lookup right after open (what the first Reply needs).
-            let probe = synthetic(0, now);
+            let probe = synthetic(0, now, placement, shards);
             let owner = probe.duid.shard_of(shards);
             let first = store.tables[owner].by_resource(&probe.resource);
             let restart = t.elapsed();
@@ -203,7 +240,7 @@ fn main() {
             let t = Instant::now();
             let mut hits = 0u64;
             for k in 0..lookups {
-                let l = synthetic(mix(k) % total, now);
+                let l = synthetic(mix(k) % total, now, placement, shards);
                 let s = l.duid.shard_of(shards);
                 hits += u64::from(store.tables[s].by_resource(&l.resource).is_some());
             }
@@ -211,7 +248,7 @@ fn main() {
             let t = Instant::now();
             let mut out = Vec::new();
             for k in 0..lookups {
-                let l = synthetic(mix(k ^ 0x5555) % total, now);
+                let l = synthetic(mix(k ^ 0x5555) % total, now, placement, shards);
                 out.clear();
                 store.tables[l.duid.shard_of(shards)]
                     .ia_leases(&l.duid, l.ia_type, l.iaid, &mut out);
@@ -223,11 +260,11 @@ fn main() {
             let sample = total.min(1_000_000);
             let mut mem = MemoryTable::new();
             for i in 0..sample {
-                let _ = mem.upsert(synthetic(i, now));
+                let _ = mem.upsert(synthetic(i, now, placement, shards));
             }
             let t = Instant::now();
             for k in 0..lookups {
-                let l = synthetic(mix(k) % sample, now);
+                let l = synthetic(mix(k) % sample, now, placement, shards);
                 hits += u64::from(mem.by_resource(&l.resource).is_some());
             }
             let mem_rate = lookups as f64 / t.elapsed().as_secs_f64();
@@ -260,7 +297,8 @@ fn main() {
                 let mut batches: std::collections::VecDeque<(u64, u64)> = Default::default();
                 while start.elapsed() < limit {
                     for _ in 0..batch {
-                        t.upsert(synthetic(i, now)).expect("upsert");
+                        t.upsert(synthetic(i, now, Placement::Random, 1))
+                            .expect("upsert");
                         i += 1;
                     }
                     if let Some(id) = t.commit().expect("commit") {
@@ -312,7 +350,7 @@ fn main() {
             // Half the leases in the snapshot, the rest in the delta: the store's real mix.
             Store::add_offline(&dir, Some(1), |_, push| {
                 for i in 0..leases / 2 {
-                    push(synthetic(i, now));
+                    push(synthetic(i, now, Placement::Random, 1));
                 }
                 Ok(())
             })
@@ -320,7 +358,8 @@ fn main() {
             let mut store = Store::open(&section(&dir, Durability::Fsync), 1).expect("open");
             let t = &mut store.tables[0];
             for i in leases / 2..leases {
-                t.upsert(synthetic(i, now)).expect("upsert");
+                t.upsert(synthetic(i, now, Placement::Random, 1))
+                    .expect("upsert");
             }
             t.sync().expect("sync");
             let later = now + 100_000;
@@ -347,7 +386,7 @@ fn main() {
             let rate = changed as f64 / start.elapsed().as_secs_f64();
             let mut mem = MemoryTable::new();
             for i in 0..leases {
-                let _ = mem.upsert(synthetic(i, now));
+                let _ = mem.upsert(synthetic(i, now, Placement::Random, 1));
             }
             let start = Instant::now();
             let mut mchanged = 0u64;

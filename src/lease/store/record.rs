@@ -41,6 +41,16 @@ pub enum DecodeError {
     BadBody,
 }
 
+/// Length of the frame `encode` appends for `record` (room is checked before encoding).
+pub fn frame_len(record: &Record) -> usize {
+    let body = match record {
+        Record::Upsert(l) => UPSERT_FIXED + l.duid.as_bytes().len(),
+        Record::Remove(_) => 1 + 16 + 1,
+        Record::Commit { .. } => 1 + 8 + 4,
+    };
+    2 + body + 4
+}
+
 /// Appends one frame for `record` to `out`.
 pub fn encode(record: &Record, out: &mut Vec<u8>) {
     let start = out.len();
@@ -229,6 +239,7 @@ pub(crate) mod tests {
             let mut buf = Vec::new();
             encode(&Record::Upsert(lease), &mut buf);
             prop_assert!(buf.len() <= MAX_FRAME);
+            prop_assert_eq!(frame_len(&Record::Upsert(lease)), buf.len());
             let (rec, used) = decode(&buf).unwrap();
             prop_assert_eq!(used, buf.len());
             prop_assert_eq!(rec, Record::Upsert(lease));
@@ -261,7 +272,12 @@ pub(crate) mod tests {
         let mut buf = Vec::new();
         let r = Resource::prefix("2001:db8:100::".parse().unwrap(), 56);
         encode(&Record::Remove(r), &mut buf);
+        assert_eq!(frame_len(&Record::Remove(r)), buf.len());
         encode(&Record::Commit { seq: 7, count: 1 }, &mut buf);
+        assert_eq!(
+            frame_len(&Record::Commit { seq: 7, count: 1 }),
+            buf.len() - frame_len(&Record::Remove(r))
+        );
         let (a, n) = decode(&buf).unwrap();
         assert_eq!(a, Record::Remove(r));
         let (b, m) = decode(&buf[n..]).unwrap();

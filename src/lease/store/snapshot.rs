@@ -374,6 +374,7 @@ impl Snapshot {
     pub fn open(path: &Path) -> Result<Snapshot, SnapshotError> {
         let file = File::open(path)?;
         let map = MappedFile::map(&file)?;
+        map.will_need();
         let header = Header::decode(map.bytes())?;
         let expected = HEADER_LEN as u64 + header.body_len;
         if map.len() as u64 != expected {
@@ -475,6 +476,11 @@ impl Snapshot {
 
     /// Binary search by resource: the fence picks the block, the block is searched.
     pub fn find(&self, res: &Resource) -> Option<Lease> {
+        self.lease(self.position(res)?)
+    }
+
+    /// Record number of `res`, if the snapshot holds it (no lease is built).
+    pub fn position(&self, res: &Resource) -> Option<usize> {
         let key = (res.addr.octets(), res.prefix_len);
         let recs = self.body().records.as_slice();
         let j = self.fence_resource.partition_point(|f| *f <= key);
@@ -483,7 +489,7 @@ impl Snapshot {
         let i = block
             .binary_search_by(|r| (r.addr, r.prefix_len).cmp(&key))
             .ok()?;
-        self.lease(start + i)
+        Some(start + i)
     }
 
     /// Calls `f` with every record number belonging to `duid`.
@@ -518,6 +524,23 @@ impl Snapshot {
         let i = self.body().by_expiry.get(pos)?.to_native() as usize;
         let r = self.body().records.get(i)?;
         Some((r.expires_at.to_native(), i))
+    }
+
+    /// Calls `f(record number, resource, state, expires_at)` for every record, in resource
+    /// order, reading the archived records in place: a sequential pass over the mapped
+    /// records array with no DUID copy (the startup scans). Records with an unknown state
+    /// are skipped, as `lease` would refuse them.
+    pub fn for_each_resource(&self, f: &mut dyn FnMut(usize, Resource, BindingState, u64)) {
+        for (i, r) in self.body().records.iter().enumerate() {
+            let Some(state) = BindingState::from_u8(r.state) else {
+                continue;
+            };
+            let res = Resource {
+                addr: Ipv6Addr::from(r.addr),
+                prefix_len: r.prefix_len,
+            };
+            f(i, res, state, r.expires_at.to_native());
+        }
     }
 
     pub fn resource_of(&self, i: usize) -> Option<Resource> {

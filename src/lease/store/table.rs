@@ -226,6 +226,19 @@ impl ShardTable {
         self.snap.as_ref().and_then(|s| s.find(r))
     }
 
+    /// Whether any layer holds a live record for `r` (no lease is built).
+    fn exists(&self, r: &Resource) -> bool {
+        if let Some(e) = self.delta.get(r) {
+            return e.is_some();
+        }
+        if let Some(f) = &self.frozen {
+            if let Some(e) = f.get(r) {
+                return e.is_some();
+            }
+        }
+        self.snap.as_ref().is_some_and(|s| s.position(r).is_some())
+    }
+
     /// True if a layer under the active delta has a live record for `r`.
     fn lower_has(&self, r: &Resource) -> bool {
         if let Some(f) = &self.frozen {
@@ -233,7 +246,7 @@ impl ShardTable {
                 return e.is_some();
             }
         }
-        self.snap.as_ref().is_some_and(|s| s.find(r).is_some())
+        self.snap.as_ref().is_some_and(|s| s.position(r).is_some())
     }
 
     fn shadowed_above_snap(&self, r: &Resource) -> bool {
@@ -267,17 +280,28 @@ impl ShardTable {
         }
     }
 
-    /// Applies a change to the in-memory layers only (replay, and after logging).
+    /// Applies a change to the in-memory layers only (WAL replay).
     pub(super) fn apply(&mut self, rec: Record) {
+        let existed = match &rec {
+            Record::Upsert(l) => self.exists(&l.resource),
+            Record::Remove(r) => self.exists(r),
+            Record::Commit { .. } => return,
+        };
+        self.apply_known(rec, existed);
+    }
+
+    /// Applies a change whose resource the caller already knows to hold a live record
+    /// (`existed`) or not, so the hot path looks each resource up once.
+    fn apply_known(&mut self, rec: Record, existed: bool) {
         match rec {
             Record::Upsert(l) => {
-                if self.lookup(&l.resource).is_none() {
+                if !existed {
                     self.len += 1;
                 }
                 self.delta.set(l.resource, Some(l), true);
             }
             Record::Remove(r) => {
-                if self.lookup(&r).is_some() {
+                if existed {
                     self.len -= 1;
                     let keep = self.lower_has(&r);
                     self.delta.set(r, None, keep);
@@ -339,21 +363,17 @@ impl ShardTable {
         }
     }
 
-    /// Logs and applies one change.
-    fn change(&mut self, rec: Record, new_resource: bool) -> Result<(), TableError> {
+    /// Logs and applies one change; `existed`: the resource holds a live record now.
+    fn change(&mut self, rec: Record, existed: bool) -> Result<(), TableError> {
         if let Some(e) = self.failed {
             return Err(e);
         }
         if self.wal.is_some() {
-            let start = self.pending.len();
-            record::encode(&rec, &mut self.pending);
-            let frame_len = self.pending.len() - start;
-            self.pending.truncate(start);
-            self.ensure_room(frame_len, new_resource)?;
+            self.ensure_room(record::frame_len(&rec), !existed)?;
             record::encode(&rec, &mut self.pending);
         }
         self.pending_count += 1;
-        self.apply(rec);
+        self.apply_known(rec, existed);
         Ok(())
     }
 
@@ -369,10 +389,10 @@ impl ShardTable {
             // client can be recognised (same rule as the in-memory table).
             lease.state = BindingState::Expired;
             lease.expires_at = now_secs.saturating_add(u64::from(lease.valid_lifetime));
-            self.change(Record::Upsert(lease), false)?;
+            self.change(Record::Upsert(lease), true)?;
             freed.push(lease);
         } else {
-            self.change(Record::Remove(lease.resource), false)?;
+            self.change(Record::Remove(lease.resource), true)?;
         }
         Ok(())
     }
@@ -556,15 +576,15 @@ impl LeaseTable for ShardTable {
     }
 
     fn upsert(&mut self, lease: Lease) -> Result<(), TableError> {
-        let new_resource = self.lookup(&lease.resource).is_none();
-        self.change(Record::Upsert(lease), new_resource)
+        let existed = self.exists(&lease.resource);
+        self.change(Record::Upsert(lease), existed)
     }
 
     fn remove(&mut self, resource: &Resource) -> Result<(), TableError> {
-        if self.lookup(resource).is_none() {
+        if !self.exists(resource) {
             return Ok(());
         }
-        self.change(Record::Remove(*resource), false)
+        self.change(Record::Remove(*resource), true)
     }
 
     fn expire(&mut self, now_secs: u64, budget: usize, freed: &mut Vec<Lease>) -> usize {
@@ -668,6 +688,30 @@ impl LeaseTable for ShardTable {
         }
         for l in self.delta.live() {
             f(l);
+        }
+    }
+
+    fn for_each_resource(&self, f: &mut dyn FnMut(&Resource, BindingState, u64)) {
+        if let Some(s) = &self.snap {
+            // Right after a compaction (the usual restart) nothing shadows the snapshot:
+            // skip the per-record hash probes then.
+            let shadowed =
+                self.delta.len() > 0 || self.frozen.as_ref().is_some_and(|f| f.len() > 0);
+            s.for_each_resource(&mut |_, r, state, expires_at| {
+                if !shadowed || !self.shadowed_above_snap(&r) {
+                    f(&r, state, expires_at);
+                }
+            });
+        }
+        if let Some(fr) = &self.frozen {
+            for l in fr.live() {
+                if !self.delta.contains(&l.resource) {
+                    f(&l.resource, l.state, l.expires_at);
+                }
+            }
+        }
+        for l in self.delta.live() {
+            f(&l.resource, l.state, l.expires_at);
         }
     }
 
