@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
-# AF_XDP backend vs io_uring backend vs an AF_XDP null reflector, one shard each, same veth,
-# same run (docs/benchmarks.md). Run as root from the repository root after
+# AF_XDP backend vs io_uring backend vs a minimal AF_XDP reflector, one shard each, same
+# veth, same run (docs/benchmarks.md). Run as root from the repository root after
 #   cargo build --release --bins -p tandem -p tandem-bench
 # Usage: bench/scripts/xdp-vs-uring.sh [rounds] [seconds]
+# GEN=xdp (default): load from `xdp-rig run`, the rig's driver over AF_XDP on cli0, so the
+#   generator costs less per exchange than any server measured; GEN=uring: `tandem-bench
+#   run` (io_uring UDP sockets), the generator of the first measurement.
+# SERVERS: any of uring, xdp, xdp-null (tandem --null-reflector on AF_XDP), xdp-reflect
+#   (bench/src/bin/xdp-rig.rs reflect: the minimal AF_XDP reflector), uring-null.
 set -euo pipefail
 ROUNDS=${1:-3}
 SECS=${2:-5}
-SERVERS=${SERVERS:-"uring xdp xdp-null uring-null"}
+SERVERS=${SERVERS:-"uring xdp xdp-reflect xdp-null"}
+GEN=${GEN:-xdp}
+WINDOW=${WINDOW:-1024}
 BIN=target/release
 S=xdpbench-s-$$; C=xdpbench-c-$$
 WORK=$(mktemp -d)
@@ -67,10 +74,14 @@ start_server() {
         xdp-null) args+=(--backend xdp --interface srv0 --null-reflector) ;;
     esac
     rm -rf "$WORK/data-$1"
-    ip netns exec "$S" taskset -c 0 "$BIN/tandem" "${args[@]}" >"$WORK/$1.log" 2>&1 &
+    if [ "$1" = xdp-reflect ]; then
+        ip netns exec "$S" taskset -c 0 "$BIN/xdp-rig" reflect --interface srv0 >"$WORK/$1.log" 2>&1 &
+    else
+        ip netns exec "$S" taskset -c 0 "$BIN/tandem" "${args[@]}" >"$WORK/$1.log" 2>&1 &
+    fi
     SRV_PID=$!
     for _ in $(seq 50); do
-        grep -q '"ready"\|ready shards\| ready' "$WORK/$1.log" 2>/dev/null && return 0
+        grep -q '"ready"\|ready shards\| ready\|READY' "$WORK/$1.log" 2>/dev/null && return 0
         sleep 0.2
     done
     echo "server $1 did not start:"; cat "$WORK/$1.log"; exit 1
@@ -80,15 +91,28 @@ stop_server() {
     kill -TERM "$SRV_PID"; wait "$SRV_PID" || true; SRV_PID=
 }
 
-echo "SARR exchanges/s / drops / server CPU µs per exchange; one shard, server on CPU 0, tandem-bench on CPU 1, ${SECS} s runs"
-printf '%-6s' round; for s in $SERVERS; do printf ' %20s' "$s"; done; echo
+SERVER_MAC=$(ip netns exec "$S" cat /sys/class/net/srv0/address)
+generate() {
+    if [ "$GEN" = xdp ]; then
+        ip netns exec "$C" taskset -c 1 timeout $((SECS + 60)) "$BIN/xdp-rig" run \
+            --interface cli0 --server-mac "$SERVER_MAC" --target '[2001:db8:1::1]:547' \
+            --scenario sarr --subscribers 20000 --duration "$SECS" --window "$WINDOW" \
+            --link-base 2001:db8:2:: 2>&1
+    else
+        ip netns exec "$C" taskset -c 1 timeout $((SECS + 60)) "$BIN/tandem-bench" run \
+            --target '[2001:db8:1::1]:547' --scenario sarr --subscribers 20000 \
+            --duration "$SECS" --rate max --window "$WINDOW" --link-base 2001:db8:2:: --quiet 2>&1
+    fi
+}
+
+echo "generator $GEN (window $WINDOW); $(uptime)"
+echo "SARR exchanges/s / drops / server CPU µs per exchange / generator CPU µs per exchange; one shard, server on CPU 0, generator on CPU 1, ${SECS} s runs"
+printf '%-6s' round; for s in $SERVERS; do printf ' %26s' "$s"; done; echo
 for round in $(seq "$ROUNDS"); do
     printf '%-6s' "$round"
     for s in $SERVERS; do
         start_server "$s"
-        out=$(ip netns exec "$C" taskset -c 1 timeout $((SECS + 60)) "$BIN/tandem-bench" run \
-            --target '[2001:db8:1::1]:547' --scenario sarr --subscribers 20000 \
-            --duration "$SECS" --rate max --link-base 2001:db8:2:: 2>&1) || true
+        out=$(generate) || true
         # Server CPU (user + system, clock ticks) over start-up and the run.
         ticks=$(awk '{print $14 + $15}' "/proc/$SRV_PID/stat")
         stop_server
@@ -96,7 +120,8 @@ for round in $(seq "$ROUNDS"); do
         cpu_us=$(echo "scale=1; $ticks * 1000000 / $(getconf CLK_TCK) / ${completed:-1}" | bc)
         rate=$(echo "$out" | awk '/^exchanges\/s/ {print $2; exit}')
         drops=$(echo "$out" | awk '/^drops/ {print $2; exit}')
-        printf ' %20s' "${rate:-?}/${drops:-?}/${cpu_us}us"
+        gen_us=$(echo "$out" | awk '/^rig cost/ {print $3; exit}')
+        printf ' %26s' "${rate:-?}/${drops:-?}/${cpu_us}us/${gen_us:-?}us"
         echo "$out" > "$WORK/bench-$s-$round.txt"
         cp "$WORK/bench-$s-$round.txt" "/tmp/xdp-bench-$s-$round.txt"
         cp "$WORK/$s.log" "/tmp/xdp-bench-server-$s-$round.log"

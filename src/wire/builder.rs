@@ -481,12 +481,20 @@ impl<'b> Writer<'b> {
 
     /// Closes every open option (innermost first) and reports the first error. On error the
     /// partial message is removed from the buffer.
-    pub fn finish(mut self) -> Result<usize, Error> {
+    pub fn finish(self) -> Result<usize, Error> {
+        self.finish_with_buffer()
+            .map(|(buf, start)| buf.len() - start)
+    }
+
+    /// [`Writer::finish`] that hands back the buffer and the offset this writer started at,
+    /// for a caller that frames the message itself (the failover codec's 2-octet length
+    /// prefix, RFC 5460 §5.1).
+    pub fn finish_with_buffer(mut self) -> Result<(&'b mut Vec<u8>, usize), Error> {
         while self.depth > 0 {
             self.close_one();
         }
         match self.error {
-            None => Ok(self.len()),
+            None => Ok((self.buf, self.start)),
             Some(e) => {
                 self.buf.truncate(self.start);
                 Err(e)

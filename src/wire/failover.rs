@@ -2,15 +2,21 @@
 //! (RFC 8156 §5.2), the failover options (§5.5, codes 114–134) and the options borrowed from
 //! leasequery (RFC 5007 OPTION_CLIENT_DATA/CLT_TIME/LQ_RELAY_DATA, RFC 7653 LQ_BASE_TIME).
 //!
-//! Layout follows the DHCPv6 codec: a zero-copy [`Message`] view whose accessors never panic
-//! once [`Message::new_checked`] passed, a borrowed TLV iterator ([`Options`]), an explicit
-//! [`Builder`] that writes framed messages into a caller-owned buffer, and small `Repr`
-//! types for the messages whose content the endpoint interprets. Parsing never allocates
+//! Built on the DHCPv6 codec rather than beside it, since RFC 8156 §5.5 options are RFC 8415
+//! §21.1 TLVs: a zero-copy [`Message`] view whose accessors never panic once
+//! [`Message::new_checked`] passed; [`Options`], a checked run of options walked by the
+//! DHCPv6 codec's own iterator ([`RawOption`] items), adding the §5.5 singleton rule; a
+//! [`Builder`] that frames a message and writes its options with the DHCPv6 [`Writer`]; and
+//! small `Repr` types for the messages whose content the endpoint interprets. Errors of the
+//! shared walker and writer convert into this layer's one [`Error`]. Parsing never allocates
 //! except [`BindingUpdateRepr::parse`], which appends into a caller-reused `Vec`.
 
 use std::net::Ipv6Addr;
 
+use super::{check_options, Error as WireError, Options as TlvWalker, Writer};
 use crate::lease::{BindingState, Duid, IaType, Resource};
+
+pub use super::RawOption;
 
 /// Every failover message is prefixed by a 2-octet length (RFC 5460 §5.1, RFC 8156 §5.1).
 pub const FRAME_PREFIX_LEN: usize = 2;
@@ -101,6 +107,22 @@ pub enum Error {
     /// An IAPREFIX prefix length above 128.
     #[error("prefix length above 128")]
     BadPrefixLength,
+}
+
+/// The shared DHCPv6 walker and writer report in the DHCPv6 codec's terms; on the failover
+/// connection they mean the same failures.
+impl From<WireError> for Error {
+    fn from(e: WireError) -> Error {
+        match e {
+            WireError::Truncated => Error::OptionTruncated(0),
+            WireError::OptionOverrun { code } => Error::OptionTruncated(code),
+            WireError::OptionTooLong { .. } | WireError::NestingTooDeep { .. } => {
+                Error::MessageTooLong
+            }
+            WireError::BadValue { code: 26 } => Error::BadPrefixLength,
+            other => Error::BadOptionLength(other.option_code().unwrap_or(0)),
+        }
+    }
 }
 
 /// Failover message types (RFC 8156 §5.3, §11) plus the two RFC 7653 messages used on the
@@ -308,7 +330,8 @@ pub struct Message<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> Message<T> {
-    /// Wraps `buffer` after checking it holds at least the header.
+    /// Wraps `buffer` after checking it holds the header and that its options are a whole
+    /// TLV sequence (RFC 8415 §21.1, which RFC 8156 §5.5 uses unchanged).
     pub fn new_checked(buffer: T) -> Result<Message<T>, Error> {
         let m = Message { buffer };
         m.check_len()?;
@@ -316,9 +339,11 @@ impl<T: AsRef<[u8]>> Message<T> {
     }
 
     pub fn check_len(&self) -> Result<(), Error> {
-        if self.buffer.as_ref().len() < HEADER_LEN {
+        let b = self.buffer.as_ref();
+        if b.len() < HEADER_LEN {
             return Err(Error::HeaderTruncated);
         }
+        check_options(&b[field::OPTIONS..])?;
         Ok(())
     }
 
@@ -342,8 +367,11 @@ impl<T: AsRef<[u8]>> Message<T> {
         u32::from_be_bytes([b[0], b[1], b[2], b[3]])
     }
 
+    /// The top-level options, already checked by [`Message::new_checked`].
     pub fn options(&self) -> Options<'_> {
-        Options::new(&self.buffer.as_ref()[field::OPTIONS..])
+        Options {
+            body: &self.buffer.as_ref()[field::OPTIONS..],
+        }
     }
 }
 
@@ -354,61 +382,61 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Message<T> {
     }
 }
 
-/// One option: code and body, borrowed from the message.
+/// Fixed-size option bodies: a length other than `N` is `BadOptionLength`.
+fn fixed<const N: usize>(o: &RawOption<'_>) -> Result<[u8; N], Error> {
+    o.data
+        .try_into()
+        .map_err(|_| Error::BadOptionLength(o.code))
+}
+
+/// The body of a one-octet option (OPTION_F_BINDING_STATUS, OPTION_F_SERVER_STATE, ...).
+pub fn option_u8(o: &RawOption<'_>) -> Result<u8, Error> {
+    fixed::<1>(o).map(|[v]| v)
+}
+
+/// The body of a two-octet option (OPTION_F_CONNECT_FLAGS).
+pub fn option_u16(o: &RawOption<'_>) -> Result<u16, Error> {
+    fixed::<2>(o).map(u16::from_be_bytes)
+}
+
+/// The body of a four-octet option (every time and count in RFC 8156 §5.5).
+pub fn option_u32(o: &RawOption<'_>) -> Result<u32, Error> {
+    fixed::<4>(o).map(u32::from_be_bytes)
+}
+
+/// The options nested in an encapsulating option after its `fixed_len` fixed octets, checked
+/// as a whole TLV sequence.
+pub fn nested<'a>(o: &RawOption<'a>, fixed_len: usize) -> Result<Options<'a>, Error> {
+    match o.data.get(fixed_len..) {
+        Some(rest) => Options::new_checked(rest),
+        None => Err(Error::BadOptionLength(o.code)),
+    }
+}
+
+/// A run of options whose every header and length has been checked (with the DHCPv6
+/// codec's [`check_options`]); iterating it is the DHCPv6 codec's walker ([`TlvWalker`]),
+/// so the crate has one TLV walker. `Copy`, so a decoder can look for several singletons
+/// in the same run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RawOption<'a> {
-    pub code: u16,
-    pub data: &'a [u8],
-}
-
-impl<'a> RawOption<'a> {
-    pub fn u8(&self) -> Result<u8, Error> {
-        match self.data {
-            [v] => Ok(*v),
-            _ => Err(Error::BadOptionLength(self.code)),
-        }
-    }
-
-    pub fn u16(&self) -> Result<u16, Error> {
-        match self.data {
-            [a, b] => Ok(u16::from_be_bytes([*a, *b])),
-            _ => Err(Error::BadOptionLength(self.code)),
-        }
-    }
-
-    pub fn u32(&self) -> Result<u32, Error> {
-        match self.data {
-            [a, b, c, d] => Ok(u32::from_be_bytes([*a, *b, *c, *d])),
-            _ => Err(Error::BadOptionLength(self.code)),
-        }
-    }
-
-    /// The nested options of an encapsulating option whose fixed part is `fixed` octets.
-    pub fn nested(&self, fixed: usize) -> Result<Options<'a>, Error> {
-        match self.data.get(fixed..) {
-            Some(rest) => Ok(Options::new(rest)),
-            None => Err(Error::BadOptionLength(self.code)),
-        }
-    }
-}
-
-/// Borrowed iterator over a run of DHCPv6 TLVs (code 2, len 2, body). Yields an error once
-/// and then stops when an option runs past the end.
-#[derive(Clone, Copy, Debug)]
 pub struct Options<'a> {
-    rest: &'a [u8],
+    body: &'a [u8],
 }
 
 impl<'a> Options<'a> {
-    pub fn new(data: &'a [u8]) -> Options<'a> {
-        Options { rest: data }
+    pub fn new_checked(body: &'a [u8]) -> Result<Options<'a>, Error> {
+        check_options(body)?;
+        Ok(Options { body })
+    }
+
+    /// The raw octets of the run.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.body
     }
 
     /// The single option `code`; `DuplicateOption` if it repeats (RFC 8156 §5.5 singletons).
     pub fn find(self, code: u16) -> Result<Option<RawOption<'a>>, Error> {
         let mut found = None;
         for opt in self {
-            let opt = opt?;
             if opt.code == code {
                 if found.is_some() {
                     return Err(Error::DuplicateOption(code));
@@ -424,133 +452,69 @@ impl<'a> Options<'a> {
     }
 }
 
-impl<'a> Iterator for Options<'a> {
-    type Item = Result<RawOption<'a>, Error>;
+impl<'a> IntoIterator for Options<'a> {
+    type Item = RawOption<'a>;
+    type IntoIter = TlvWalker<'a>;
 
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.rest.is_empty() {
-            return None;
-        }
-        let Some(head) = self.rest.get(..4) else {
-            self.rest = &[];
-            return Some(Err(Error::OptionTruncated(0)));
-        };
-        let code = u16::from_be_bytes([head[0], head[1]]);
-        let len = usize::from(u16::from_be_bytes([head[2], head[3]]));
-        let Some(data) = self.rest.get(4..4 + len) else {
-            self.rest = &[];
-            return Some(Err(Error::OptionTruncated(code)));
-        };
-        self.rest = &self.rest[4 + len..];
-        Some(Ok(RawOption { code, data }))
+    fn into_iter(self) -> TlvWalker<'a> {
+        // Checked at construction: the unchecked walker yields every option.
+        TlvWalker::new_unchecked(self.body)
     }
 }
 
-/// Writes one framed failover message into a caller-owned buffer: the 2-octet length, the
-/// header, then options; nested options are opened and closed like brackets.
+/// Writes one framed failover message into a caller-owned buffer: the 2-octet length and
+/// the 8-octet header, then options through the DHCPv6 codec's [`Writer`] (reached through
+/// `Deref`), which nests containers and back-patches their lengths.
 pub struct Builder<'a> {
-    buf: &'a mut Vec<u8>,
-    start: usize,
-    open: [usize; 6],
-    depth: usize,
-    overflow: bool,
+    w: Writer<'a>,
 }
 
 impl<'a> Builder<'a> {
     /// Starts a message at the end of `buf` (earlier content, e.g. other frames, is kept).
     pub fn new(buf: &'a mut Vec<u8>, msg_type: MessageType, xid: u32, sent_time: u32) -> Self {
-        let start = buf.len();
-        buf.extend_from_slice(&[0, 0, msg_type as u8]);
-        buf.extend_from_slice(&xid.to_be_bytes()[1..]);
-        buf.extend_from_slice(&sent_time.to_be_bytes());
-        Builder {
-            buf,
-            start,
-            open: [0; 6],
-            depth: 0,
-            overflow: false,
-        }
-    }
-
-    pub fn option(&mut self, code: u16, data: &[u8]) -> &mut Self {
-        if data.len() > usize::from(u16::MAX) {
-            self.overflow = true;
-            return self;
-        }
-        self.buf.extend_from_slice(&code.to_be_bytes());
-        self.buf
-            .extend_from_slice(&(data.len() as u16).to_be_bytes());
-        self.buf.extend_from_slice(data);
-        self
-    }
-
-    pub fn option_u8(&mut self, code: u16, v: u8) -> &mut Self {
-        self.option(code, &[v])
-    }
-
-    pub fn option_u16(&mut self, code: u16, v: u16) -> &mut Self {
-        self.option(code, &v.to_be_bytes())
-    }
-
-    pub fn option_u32(&mut self, code: u16, v: u32) -> &mut Self {
-        self.option(code, &v.to_be_bytes())
+        let mut w = Writer::new(buf);
+        // The length prefix is patched by `finish` (RFC 5460 §5.1).
+        w.bytes(&[0, 0, msg_type as u8])
+            .bytes(&xid.to_be_bytes()[1..])
+            .bytes(&sent_time.to_be_bytes());
+        Builder { w }
     }
 
     /// OPTION_STATUS_CODE (RFC 8415 §21.13) with a UTF-8 message.
     pub fn status(&mut self, code: StatusCode, text: &str) -> &mut Self {
-        self.open(option::STATUS_CODE);
-        self.raw(&(code as u16).to_be_bytes());
-        self.raw(text.as_bytes());
-        self.close()
-    }
-
-    /// Opens an encapsulating option; its fixed part follows with [`raw`](Self::raw).
-    pub fn open(&mut self, code: u16) -> &mut Self {
-        if self.depth == self.open.len() {
-            self.overflow = true;
-            return self;
-        }
-        self.open[self.depth] = self.buf.len();
-        self.depth += 1;
-        self.buf.extend_from_slice(&code.to_be_bytes());
-        self.buf.extend_from_slice(&[0, 0]);
+        self.w
+            .nested(option::STATUS_CODE, &(code as u16).to_be_bytes(), |w| {
+                w.bytes(text.as_bytes());
+            });
         self
     }
 
-    /// Raw octets inside the innermost open option (its fixed fields).
-    pub fn raw(&mut self, data: &[u8]) -> &mut Self {
-        self.buf.extend_from_slice(data);
-        self
-    }
-
-    pub fn close(&mut self) -> &mut Self {
-        if self.depth == 0 {
-            self.overflow = true;
-            return self;
-        }
-        self.depth -= 1;
-        let at = self.open[self.depth];
-        let len = self.buf.len() - at - 4;
-        if len > usize::from(u16::MAX) {
-            self.overflow = true;
-            return self;
-        }
-        self.buf[at + 2..at + 4].copy_from_slice(&(len as u16).to_be_bytes());
-        self
-    }
-
-    /// Patches the frame length. On error the partial message is removed from the buffer.
+    /// Closes what is still open and patches the frame length. On error the partial
+    /// message is removed from the buffer.
     pub fn finish(self) -> Result<usize, Error> {
-        let len = self.buf.len() - self.start - FRAME_PREFIX_LEN;
-        if self.overflow || self.depth != 0 || len > MAX_MESSAGE_LEN {
-            self.buf.truncate(self.start);
+        let (buf, start) = self.w.finish_with_buffer()?;
+        let len = buf.len() - start - FRAME_PREFIX_LEN;
+        let Ok(prefix) = u16::try_from(len) else {
+            buf.truncate(start);
             return Err(Error::MessageTooLong);
-        }
-        self.buf[self.start..self.start + 2].copy_from_slice(&(len as u16).to_be_bytes());
+        };
+        buf[start..start + FRAME_PREFIX_LEN].copy_from_slice(&prefix.to_be_bytes());
         Ok(len + FRAME_PREFIX_LEN)
     }
 }
 
+impl<'a> std::ops::Deref for Builder<'a> {
+    type Target = Writer<'a>;
+    fn deref(&self) -> &Writer<'a> {
+        &self.w
+    }
+}
+
+impl std::ops::DerefMut for Builder<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.w
+    }
+}
 /// Rejects an option that appeared twice where RFC 8156 §5.5 allows one.
 fn set_once<V>(slot: &mut Option<V>, code: u16, v: V) -> Result<(), Error> {
     if slot.is_some() {
@@ -575,7 +539,7 @@ pub struct ConnectRepr<'a> {
 impl<'a> ConnectRepr<'a> {
     pub fn parse(options: Options<'a>) -> Result<ConnectRepr<'a>, Error> {
         let v = options.require(option::F_PROTOCOL_VERSION)?;
-        let v = v.u32()?;
+        let v = option_u32(&v)?;
         let name = match options.find(option::F_RELATIONSHIP_NAME)? {
             Some(o) => Some(
                 std::str::from_utf8(o.data)
@@ -585,14 +549,14 @@ impl<'a> ConnectRepr<'a> {
         };
         Ok(ConnectRepr {
             protocol_version: ((v >> 16) as u16, v as u16),
-            mclt: options.require(option::F_MCLT)?.u32()?,
-            keepalive_time: options.require(option::F_KEEPALIVE_TIME)?.u32()?,
-            max_unacked_bndupd: options.require(option::F_MAX_UNACKED_BNDUPD)?.u32()?,
+            mclt: option_u32(&options.require(option::F_MCLT)?)?,
+            keepalive_time: option_u32(&options.require(option::F_KEEPALIVE_TIME)?)?,
+            max_unacked_bndupd: option_u32(&options.require(option::F_MAX_UNACKED_BNDUPD)?)?,
             relationship_name: name,
             // §6.1.1 says it MUST appear; a missing one is read as "no flags" so a partner
             // built from protocol-00 (which lacked the option) can still connect.
             connect_flags: match options.find(option::F_CONNECT_FLAGS)? {
-                Some(o) => o.u16()?,
+                Some(o) => option_u16(&o)?,
                 None => 0,
             },
         })
@@ -600,16 +564,16 @@ impl<'a> ConnectRepr<'a> {
 
     pub fn emit(&self, b: &mut Builder<'_>) {
         let (maj, min) = self.protocol_version;
-        b.option_u32(
+        b.u32_option(
             option::F_PROTOCOL_VERSION,
             (u32::from(maj) << 16) | u32::from(min),
         )
-        .option_u32(option::F_MCLT, self.mclt)
-        .option_u32(option::F_KEEPALIVE_TIME, self.keepalive_time)
-        .option_u32(option::F_MAX_UNACKED_BNDUPD, self.max_unacked_bndupd)
-        .option_u16(option::F_CONNECT_FLAGS, self.connect_flags);
+        .u32_option(option::F_MCLT, self.mclt)
+        .u32_option(option::F_KEEPALIVE_TIME, self.keepalive_time)
+        .u32_option(option::F_MAX_UNACKED_BNDUPD, self.max_unacked_bndupd)
+        .u16_option(option::F_CONNECT_FLAGS, self.connect_flags);
         if let Some(name) = self.relationship_name {
-            b.option(option::F_RELATIONSHIP_NAME, name.as_bytes());
+            b.raw(option::F_RELATIONSHIP_NAME, name.as_bytes());
         }
     }
 }
@@ -644,24 +608,24 @@ pub struct StateRepr {
 
 impl StateRepr {
     pub fn parse(options: Options<'_>) -> Result<StateRepr, Error> {
-        let s = options.require(option::F_SERVER_STATE)?.u8()?;
+        let s = option_u8(&options.require(option::F_SERVER_STATE)?)?;
         Ok(StateRepr {
             state: ServerState::from_u8(s).ok_or(Error::UnknownServerState(s))?,
-            flags: ServerFlags(options.require(option::F_SERVER_FLAGS)?.u8()?),
-            start_time_of_state: options.require(option::F_START_TIME_OF_STATE)?.u32()?,
+            flags: ServerFlags(option_u8(&options.require(option::F_SERVER_FLAGS)?)?),
+            start_time_of_state: option_u32(&options.require(option::F_START_TIME_OF_STATE)?)?,
             partner_down_time: match options.find(option::F_PARTNER_DOWN_TIME)? {
-                Some(o) => Some(o.u32()?),
+                Some(o) => Some(option_u32(&o)?),
                 None => None,
             },
         })
     }
 
     pub fn emit(&self, b: &mut Builder<'_>) {
-        b.option_u8(option::F_SERVER_STATE, self.state as u8)
-            .option_u8(option::F_SERVER_FLAGS, self.flags.0)
-            .option_u32(option::F_START_TIME_OF_STATE, self.start_time_of_state);
+        b.u8_option(option::F_SERVER_STATE, self.state as u8)
+            .u8_option(option::F_SERVER_FLAGS, self.flags.0)
+            .u32_option(option::F_START_TIME_OF_STATE, self.start_time_of_state);
         if let Some(t) = self.partner_down_time {
-            b.option_u32(option::F_PARTNER_DOWN_TIME, t);
+            b.u32_option(option::F_PARTNER_DOWN_TIME, t);
         }
     }
 }
@@ -768,22 +732,27 @@ impl LeaseOptions {
     fn parse(opts: Options<'_>) -> Result<LeaseOptions, Error> {
         let mut l = LeaseOptions::default();
         for o in opts {
-            let o = o?;
             match o.code {
                 option::F_BINDING_STATUS => {
-                    let v = o.u8()?;
+                    let v = option_u8(&o)?;
                     let s = BindingState::from_u8(v).ok_or(Error::UnknownBindingStatus(v))?;
                     set_once(&mut l.status, o.code, s)?
                 }
-                option::F_START_TIME_OF_STATE => set_once(&mut l.start, o.code, o.u32()?)?,
-                option::F_STATE_EXPIRATION_TIME => set_once(&mut l.state_exp, o.code, o.u32()?)?,
-                option::CLT_TIME => set_once(&mut l.clt, o.code, o.u32()?)?,
-                option::F_PARTNER_LIFETIME => set_once(&mut l.plt, o.code, o.u32()?)?,
-                option::F_PARTNER_RAW_CLT_TIME => set_once(&mut l.raw_clt, o.code, o.u32()?)?,
-                option::F_EXPIRATION_TIME => set_once(&mut l.exp, o.code, o.u32()?)?,
-                option::F_PARTNER_LIFETIME_SENT => set_once(&mut l.plt_sent, o.code, o.u32()?)?,
+                option::F_START_TIME_OF_STATE => set_once(&mut l.start, o.code, option_u32(&o)?)?,
+                option::F_STATE_EXPIRATION_TIME => {
+                    set_once(&mut l.state_exp, o.code, option_u32(&o)?)?
+                }
+                option::CLT_TIME => set_once(&mut l.clt, o.code, option_u32(&o)?)?,
+                option::F_PARTNER_LIFETIME => set_once(&mut l.plt, o.code, option_u32(&o)?)?,
+                option::F_PARTNER_RAW_CLT_TIME => {
+                    set_once(&mut l.raw_clt, o.code, option_u32(&o)?)?
+                }
+                option::F_EXPIRATION_TIME => set_once(&mut l.exp, o.code, option_u32(&o)?)?,
+                option::F_PARTNER_LIFETIME_SENT => {
+                    set_once(&mut l.plt_sent, o.code, option_u32(&o)?)?
+                }
                 option::STATUS_CODE => set_once(&mut l.code, o.code, status_of(&o)?)?,
-                option::LQ_BASE_TIME => set_once(&mut l.base_time, o.code, o.u32()?)?,
+                option::LQ_BASE_TIME => set_once(&mut l.base_time, o.code, option_u32(&o)?)?,
                 // OPTION_CLIENT_FQDN, OPTION_F_DNS_REMOVAL_INFO, OPTION_VSS: carried but not
                 // interpreted (tandem does no DNS update and serves the default VPN only).
                 _ => {}
@@ -793,92 +762,115 @@ impl LeaseOptions {
     }
 }
 
+/// Writes OPTION_STATUS_CODE (RFC 8415 §21.13).
+fn emit_status(w: &mut Writer<'_>, code: StatusCode, text: &str) {
+    w.nested(option::STATUS_CODE, &(code as u16).to_be_bytes(), |w| {
+        w.bytes(text.as_bytes());
+    });
+}
+
 impl BindingUpdateRepr {
-    /// Decodes the options of a BNDUPD or BNDREPLY. `MissingBindingInformation` cases
-    /// (§7.5.3) surface as `NotOneBinding` / `MissingOption`.
-    /// A BNDREPLY (`reply == true`) carries no LQ_BASE_TIME (§7.6); a BNDUPD must.
+    /// Decodes the options of a BNDUPD or BNDREPLY in one pass over each container.
+    /// `MissingBindingInformation` cases (§7.5.3) surface as `NotOneBinding` /
+    /// `MissingOption`. A BNDREPLY (`reply == true`) carries no LQ_BASE_TIME (§7.6); a
+    /// BNDUPD must.
     pub fn parse(&mut self, options: Options<'_>, reply: bool) -> Result<(), Error> {
         self.records.clear();
         self.top_status = None;
         let mut subject = None;
         for o in options {
-            let o = o?;
-            match o.code {
-                option::CLIENT_DATA | option::IAPREFIX => {
-                    if subject.is_some() {
-                        return Err(Error::NotOneBinding);
-                    }
-                    subject = Some(o);
+            if matches!(o.code, option::CLIENT_DATA | option::IAPREFIX) {
+                if subject.is_some() {
+                    return Err(Error::NotOneBinding);
                 }
-                _ => {}
+                subject = Some(o);
             }
         }
         let subject = subject.ok_or(Error::NotOneBinding)?;
+        let base_time = |found: Option<u32>| match (found, reply) {
+            (Some(t), _) => Ok(t),
+            (None, true) => Ok(0),
+            (None, false) => Err(Error::MissingOption(option::LQ_BASE_TIME)),
+        };
         if subject.code == option::IAPREFIX {
             self.subject = Subject::Prefix;
             let (rec, base) = Self::parse_prefix(&subject)?;
-            self.base_time = match (base, reply) {
-                (Some(t), _) => t,
-                (None, true) => 0,
-                (None, false) => return Err(Error::MissingOption(option::LQ_BASE_TIME)),
-            };
+            self.base_time = base_time(base)?;
             self.top_status = rec.status_code;
             self.records.push(rec);
             return Ok(());
         }
-        let inner = Options::new(subject.data);
-        let duid = inner.require(option::CLIENTID)?;
-        self.subject = Subject::Client(Duid::new(duid.data).ok_or(Error::BadDuid)?);
-        self.base_time = match (inner.find(option::LQ_BASE_TIME)?, reply) {
-            (Some(o), _) => o.u32()?,
-            (None, true) => 0,
-            (None, false) => return Err(Error::MissingOption(option::LQ_BASE_TIME)),
-        };
-        self.top_status = match inner.find(option::STATUS_CODE)? {
-            Some(o) => Some(status_of(&o)?),
-            None => None,
-        };
-        for ia in inner {
-            let ia = ia?;
-            let (ia_type, fixed) = match ia.code {
-                option::IA_NA => (IaType::Na, 12),
-                option::IA_TA => (IaType::Ta, 4),
-                option::IA_PD => (IaType::Pd, 12),
-                _ => continue,
-            };
-            let d = ia.data;
-            if d.len() < fixed {
-                return Err(Error::BadOptionLength(ia.code));
+        // RFC 5007 §4.1.2.2 OPTION_CLIENT_DATA: client-options (CLIENTID, the IAs,
+        // CLT_TIME...), with RFC 8156 §7.4's LQ_BASE_TIME and a BNDREPLY's STATUS_CODE.
+        let mut duid = None;
+        let mut base = None;
+        let mut top = None;
+        for o in Options::new_checked(subject.data)? {
+            match o.code {
+                option::CLIENTID => set_once(&mut duid, o.code, o.data)?,
+                option::LQ_BASE_TIME => set_once(&mut base, o.code, option_u32(&o)?)?,
+                option::STATUS_CODE => set_once(&mut top, o.code, status_of(&o)?)?,
+                option::IA_NA | option::IA_TA | option::IA_PD => self.parse_ia(&o)?,
+                _ => {}
             }
-            let iaid = u32_at(d, 0);
-            let (t1, t2) = if fixed == 12 {
-                (u32_at(d, 4), u32_at(d, 8))
-            } else {
-                (0, 0)
-            };
-            let ia_opts = ia.nested(fixed)?;
-            let ia_status = match ia_opts.find(option::STATUS_CODE)? {
-                Some(o) => Some(status_of(&o)?),
-                None => None,
-            };
-            for lo in ia_opts {
-                let lo = lo?;
-                let mut rec = match (ia_type, lo.code) {
-                    (IaType::Na | IaType::Ta, option::IAADDR) => Self::parse_addr(&lo)?,
-                    (IaType::Pd, option::IAPREFIX) => Self::parse_prefix(&lo)?.0,
-                    _ => continue,
-                };
-                rec.ia_type = ia_type;
-                rec.iaid = iaid;
-                rec.t1 = t1;
-                rec.t2 = t2;
-                rec.status_code = rec.status_code.or(ia_status).or(self.top_status);
-                self.records.push(rec);
+        }
+        let duid = duid.ok_or(Error::MissingOption(option::CLIENTID))?;
+        self.subject = Subject::Client(Duid::new(duid).ok_or(Error::BadDuid)?);
+        self.base_time = base_time(base)?;
+        if let Some(code) = top {
+            // §7.7: a status at the top of CLIENT_DATA covers every lease without its own.
+            self.top_status = Some(code);
+            for r in &mut self.records {
+                r.status_code = r.status_code.or(Some(code));
             }
         }
         if self.records.is_empty() {
             // §7.4: at least one IA with one lease must appear.
             return Err(Error::MissingOption(option::IAADDR));
+        }
+        Ok(())
+    }
+
+    /// One IA_NA / IA_TA / IA_PD of a CLIENT_DATA (RFC 8415 §21.4, §21.5, §21.21).
+    fn parse_ia(&mut self, ia: &RawOption<'_>) -> Result<(), Error> {
+        let (ia_type, fixed_len) = match ia.code {
+            option::IA_NA => (IaType::Na, 12),
+            option::IA_TA => (IaType::Ta, 4),
+            _ => (IaType::Pd, 12),
+        };
+        let d = ia.data;
+        if d.len() < fixed_len {
+            return Err(Error::BadOptionLength(ia.code));
+        }
+        let iaid = u32_at(d, 0);
+        let (t1, t2) = if fixed_len == 12 {
+            (u32_at(d, 4), u32_at(d, 8))
+        } else {
+            (0, 0)
+        };
+        let first = self.records.len();
+        let mut ia_status = None;
+        for lo in nested(ia, fixed_len)? {
+            let mut rec = match (ia_type, lo.code) {
+                (_, option::STATUS_CODE) => {
+                    set_once(&mut ia_status, lo.code, status_of(&lo)?)?;
+                    continue;
+                }
+                (IaType::Na | IaType::Ta, option::IAADDR) => Self::parse_addr(&lo)?,
+                (IaType::Pd, option::IAPREFIX) => Self::parse_prefix(&lo)?.0,
+                _ => continue,
+            };
+            rec.ia_type = ia_type;
+            rec.iaid = iaid;
+            rec.t1 = t1;
+            rec.t2 = t2;
+            self.records.push(rec);
+        }
+        if let Some(code) = ia_status {
+            // §7.7: an IA's status covers its leases without their own.
+            for r in &mut self.records[first..] {
+                r.status_code = r.status_code.or(Some(code));
+            }
         }
         Ok(())
     }
@@ -918,7 +910,7 @@ impl BindingUpdateRepr {
         if d.len() < 24 {
             return Err(Error::BadOptionLength(o.code));
         }
-        let l = LeaseOptions::parse(o.nested(24)?)?;
+        let l = LeaseOptions::parse(nested(o, 24)?)?;
         Self::record(
             IaType::Na,
             Resource::address(ipv6_at(d, 0)),
@@ -938,7 +930,7 @@ impl BindingUpdateRepr {
         if plen > 128 {
             return Err(Error::BadPrefixLength);
         }
-        let l = LeaseOptions::parse(o.nested(25)?)?;
+        let l = LeaseOptions::parse(nested(o, 25)?)?;
         let base = l.base_time;
         let rec = Self::record(
             IaType::Pd,
@@ -954,93 +946,88 @@ impl BindingUpdateRepr {
     /// Records of one IA must be adjacent; each run of equal (ia_type, iaid) becomes one IA
     /// option. For a BNDREPLY only the §7.6 echo fields are written.
     pub fn emit(&self, b: &mut Builder<'_>, reply: bool) {
+        let w: &mut Writer<'_> = b;
         match self.subject {
             Subject::Prefix => {
                 if let Some(rec) = self.records.first() {
-                    Self::emit_lease(b, rec, Some(self.base_time).filter(|_| !reply), reply);
+                    Self::emit_lease(w, rec, Some(self.base_time).filter(|_| !reply), reply);
                 }
             }
             Subject::Client(duid) => {
-                b.open(option::CLIENT_DATA);
-                b.option(option::CLIENTID, duid.as_bytes());
+                let data = w.begin(option::CLIENT_DATA);
+                w.client_id(duid.as_bytes());
                 if !reply {
-                    b.option_u32(option::LQ_BASE_TIME, self.base_time);
+                    w.u32_option(option::LQ_BASE_TIME, self.base_time);
                 }
                 if let Some(code) = self.top_status {
-                    b.status(code, "");
+                    emit_status(w, code, "");
                 }
-                let mut i = 0;
-                while i < self.records.len() {
-                    let first = self.records[i];
-                    b.open(match first.ia_type {
-                        IaType::Na => option::IA_NA,
-                        IaType::Ta => option::IA_TA,
-                        IaType::Pd => option::IA_PD,
-                    });
-                    b.raw(&first.iaid.to_be_bytes());
-                    if first.ia_type != IaType::Ta {
-                        b.raw(&first.t1.to_be_bytes()).raw(&first.t2.to_be_bytes());
-                    }
-                    while i < self.records.len()
-                        && self.records[i].ia_type == first.ia_type
-                        && self.records[i].iaid == first.iaid
-                    {
-                        Self::emit_lease(b, &self.records[i], None, reply);
-                        i += 1;
-                    }
-                    b.close();
+                for ia in self
+                    .records
+                    .chunk_by(|a, b| a.ia_type == b.ia_type && a.iaid == b.iaid)
+                {
+                    let first = ia[0];
+                    let body = |w: &mut Writer<'_>| {
+                        for rec in ia {
+                            Self::emit_lease(w, rec, None, reply);
+                        }
+                    };
+                    match first.ia_type {
+                        IaType::Na => w.ia_na(first.iaid, first.t1, first.t2, body),
+                        IaType::Ta => w.ia_ta(first.iaid, body),
+                        IaType::Pd => w.ia_pd(first.iaid, first.t1, first.t2, body),
+                    };
                 }
-                b.close();
+                w.end(data);
             }
         }
     }
 
-    fn emit_lease(b: &mut Builder<'_>, r: &LeaseRecord, base_time: Option<u32>, reply: bool) {
-        let addr = r.resource.addr.octets();
-        if r.resource.is_prefix() || r.ia_type == IaType::Pd {
-            b.open(option::IAPREFIX)
-                .raw(&r.preferred_lifetime.to_be_bytes())
-                .raw(&r.valid_lifetime.to_be_bytes())
-                .raw(&[r.resource.prefix_len])
-                .raw(&addr);
-        } else {
-            b.open(option::IAADDR)
-                .raw(&addr)
-                .raw(&r.preferred_lifetime.to_be_bytes())
-                .raw(&r.valid_lifetime.to_be_bytes());
-        }
-        if let Some(t) = base_time {
-            b.option_u32(option::LQ_BASE_TIME, t);
-        }
-        if reply {
-            // §7.6: status only on error, then binding-status and state-expiration-time as
-            // received, and the received partner-lifetime echoed unchanged.
-            if let Some(code) = r.status_code.filter(|c| *c != StatusCode::Success) {
-                b.status(code, "");
+    fn emit_lease(w: &mut Writer<'_>, r: &LeaseRecord, base_time: Option<u32>, reply: bool) {
+        let body = |w: &mut Writer<'_>| {
+            if let Some(t) = base_time {
+                w.u32_option(option::LQ_BASE_TIME, t);
             }
-            b.option_u8(option::F_BINDING_STATUS, r.status as u8);
-            let opt = |b: &mut Builder<'_>, code, v: Option<u32>| {
+            let opt = |w: &mut Writer<'_>, code, v: Option<u32>| {
                 if let Some(v) = v {
-                    b.option_u32(code, v);
+                    w.u32_option(code, v);
                 }
             };
-            opt(b, option::F_STATE_EXPIRATION_TIME, r.state_expiration_time);
-            opt(b, option::F_PARTNER_LIFETIME_SENT, r.partner_lifetime_sent);
+            if reply {
+                // §7.6: status only on error, then binding-status and state-expiration-time
+                // as received, and the received partner-lifetime echoed unchanged.
+                if let Some(code) = r.status_code.filter(|c| *c != StatusCode::Success) {
+                    emit_status(w, code, "");
+                }
+                w.u8_option(option::F_BINDING_STATUS, r.status as u8);
+                opt(w, option::F_STATE_EXPIRATION_TIME, r.state_expiration_time);
+                opt(w, option::F_PARTNER_LIFETIME_SENT, r.partner_lifetime_sent);
+            } else {
+                w.u8_option(option::F_BINDING_STATUS, r.status as u8);
+                opt(w, option::F_START_TIME_OF_STATE, r.start_time_of_state);
+                opt(w, option::F_STATE_EXPIRATION_TIME, r.state_expiration_time);
+                opt(w, option::CLT_TIME, r.clt_time);
+                opt(w, option::F_PARTNER_LIFETIME, r.partner_lifetime);
+                opt(w, option::F_PARTNER_RAW_CLT_TIME, r.partner_raw_clt_time);
+                opt(w, option::F_EXPIRATION_TIME, r.expiration_time);
+            }
+        };
+        if r.resource.is_prefix() || r.ia_type == IaType::Pd {
+            w.ia_prefix(
+                r.preferred_lifetime,
+                r.valid_lifetime,
+                r.resource.prefix_len,
+                r.resource.addr,
+                body,
+            );
         } else {
-            b.option_u8(option::F_BINDING_STATUS, r.status as u8);
-            let opt = |b: &mut Builder<'_>, code, v: Option<u32>| {
-                if let Some(v) = v {
-                    b.option_u32(code, v);
-                }
-            };
-            opt(b, option::F_START_TIME_OF_STATE, r.start_time_of_state);
-            opt(b, option::F_STATE_EXPIRATION_TIME, r.state_expiration_time);
-            opt(b, option::CLT_TIME, r.clt_time);
-            opt(b, option::F_PARTNER_LIFETIME, r.partner_lifetime);
-            opt(b, option::F_PARTNER_RAW_CLT_TIME, r.partner_raw_clt_time);
-            opt(b, option::F_EXPIRATION_TIME, r.expiration_time);
+            w.ia_addr(
+                r.resource.addr,
+                r.preferred_lifetime,
+                r.valid_lifetime,
+                body,
+            );
         }
-        b.close();
     }
 }
 
@@ -1090,7 +1077,7 @@ mod tests {
         assert_eq!(m.msg_type(), Some(MessageType::Contact));
         assert_eq!(m.transaction_id(), 0x12_3456);
         assert_eq!(m.sent_time(), 0xdead_beef);
-        assert_eq!(m.options().count(), 0);
+        assert_eq!(m.options().into_iter().count(), 0);
         assert_eq!(
             split_frame(&buf[1..5]).unwrap(),
             Frame::Incomplete { needed: 10 }
@@ -1100,13 +1087,26 @@ mod tests {
 
     #[test]
     fn truncated_option_is_an_error_not_a_panic() {
-        let data = [0, 114, 0, 5, 1];
-        let mut it = Options::new(&data);
-        assert_eq!(it.next(), Some(Err(Error::OptionTruncated(114))));
-        assert_eq!(it.next(), None);
+        // Header, then OPTION_F_BINDING_STATUS announcing 5 octets with 1 present.
+        let msg = [34, 0, 0, 1, 0, 0, 0, 0, 0, 114, 0, 5, 1];
         assert_eq!(
-            Options::new(&[0, 1]).next(),
-            Some(Err(Error::OptionTruncated(0)))
+            Message::new_checked(&msg[..]).err(),
+            Some(Error::OptionTruncated(114))
+        );
+        let msg = [34, 0, 0, 1, 0, 0, 0, 0, 0, 1];
+        assert_eq!(
+            Message::new_checked(&msg[..]).err(),
+            Some(Error::OptionTruncated(0))
+        );
+        // A nested run is checked when it is entered.
+        let o = RawOption {
+            code: option::CLIENT_DATA,
+            data: &[0, 1, 0, 9, 0],
+        };
+        assert_eq!(nested(&o, 0), Err(Error::OptionTruncated(1)));
+        assert_eq!(
+            nested(&o, 6),
+            Err(Error::BadOptionLength(option::CLIENT_DATA))
         );
     }
 

@@ -93,7 +93,7 @@ fn bndupd(c: &mut Criterion<ThreadCpuTime>) {
                 unreachable!()
             };
             let m = Message::new_checked(message).unwrap();
-            black_box(m.options().filter(|o| o.is_ok()).count())
+            black_box(m.options().into_iter().count())
         })
     });
     g.finish();

@@ -313,15 +313,26 @@ pub fn write_reply(
     udp[0..2].copy_from_slice(&framing.src_port.to_be_bytes());
     udp[2..4].copy_from_slice(&framing.dst.port().to_be_bytes());
     udp[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
-    udp[6..8].copy_from_slice(&[0, 0]);
     udp[UDP_HEADER..].copy_from_slice(payload);
-    let mut checksum = !checksum_sum(&framing.src, framing.dst.ip(), udp);
+    fill_udp_checksum(&framing.src, framing.dst.ip(), udp);
+    Ok(total)
+}
+
+/// Computes and stores the UDP checksum of `udp` (header and payload, `udp.len()` bytes,
+/// at least the 8-byte header) sent from `src` to `dst`; the checksum field's old value is
+/// ignored. For code that edits a datagram in place (the bench reflector) as well as
+/// [`write_reply`].
+pub fn fill_udp_checksum(src: &Ipv6Addr, dst: &Ipv6Addr, udp: &mut [u8]) {
+    if udp.len() < UDP_HEADER {
+        return;
+    }
+    udp[6..8].copy_from_slice(&[0, 0]);
+    let mut checksum = !checksum_sum(src, dst, udp);
     // RFC 8200 §8.1 / RFC 768: a computed zero is sent as all ones.
     if checksum == 0 {
         checksum = 0xffff;
     }
     udp[6..8].copy_from_slice(&checksum.to_be_bytes());
-    Ok(total)
 }
 
 #[cfg(test)]

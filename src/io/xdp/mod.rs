@@ -22,6 +22,7 @@
 
 pub mod frame;
 pub mod program;
+mod queue;
 
 use std::io;
 use std::net::{Ipv6Addr, UdpSocket};
@@ -36,8 +37,9 @@ use xsk_rs::config::{
 };
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
-use self::frame::{FrameError, ReplyFraming};
+use self::frame::FrameError;
 use self::program::{XdpCounters, XdpProgram};
+use self::queue::{XskQueue, XskRings};
 use super::sys::Waker;
 use super::{IoStats, PacketIo, RxMeta, TxMeta};
 use crate::config::xdp::{BindMode, XdpConfig};
@@ -221,38 +223,92 @@ pub struct XdpIoCounters {
     pub tx_no_source: AtomicU64,
 }
 
-fn bump(counter: &AtomicU64) {
+pub(crate) fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
-/// One AF_XDP socket on one queue, with its own UMEM.
-struct XskQueue {
-    interface: Arc<InterfaceInfo>,
-    queue: u32,
+/// The UMEM and rings of one AF_XDP socket (xsk-rs), bound to one queue.
+struct XskSocket {
     umem: Umem,
     fill: FillQueue,
     comp: CompQueue,
     rx: RxQueue,
     tx: TxQueue,
-    /// Scratch for RX and completion descriptors (`batch` / `ring_size` entries).
-    rx_descs: Vec<FrameDesc>,
-    comp_descs: Vec<FrameDesc>,
-    /// TX frames owned by user space and free to carry a reply.
-    tx_free: Vec<FrameDesc>,
-    /// Framed replies not yet on the TX ring.
-    tx_pending: Vec<FrameDesc>,
-    /// Entries of each ring (`ring_size`).
+    /// Entries of each ring.
     ring_size: u32,
-    /// Bound in zero-copy mode (the driver transmits on its own once woken).
-    zero_copy: bool,
 }
 
-impl std::fmt::Debug for XskQueue {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("XskQueue")
-            .field("interface", &self.interface.name)
-            .field("queue", &self.queue)
-            .finish()
+// SAFETY (all blocks below): xsk-rs marks ring and frame access unsafe because the caller
+// must hand the kernel only descriptors of this socket's UMEM that user space holds, and
+// touch a frame only while user space holds it. `queue::XskQueue` keeps every descriptor in
+// exactly one place (see its module docs); these methods are its only way to the rings.
+impl XskRings for XskSocket {
+    type Desc = FrameDesc;
+
+    fn consume_rx(&mut self, out: &mut [FrameDesc]) -> usize {
+        // SAFETY: `out` is scratch owned by the caller; the kernel hands over frames of this
+        // UMEM it has finished writing, held by user space until produced to the fill ring.
+        unsafe { self.rx.consume(out) }
+    }
+
+    fn produce_fill(&mut self, descs: &[FrameDesc]) -> usize {
+        // SAFETY: frames of this UMEM held by user space and no longer referenced; the
+        // kernel owns them from here until they come back on RX.
+        unsafe { self.fill.produce(descs) }
+    }
+
+    fn fill_needs_wakeup(&self) -> bool {
+        self.fill.needs_wakeup()
+    }
+
+    fn wake_fill(&mut self) -> io::Result<()> {
+        self.fill.wakeup(self.rx.fd_mut(), 0)
+    }
+
+    fn produce_tx(&mut self, descs: &[FrameDesc]) -> usize {
+        // SAFETY: framed frames of this UMEM held by user space and not referenced
+        // elsewhere; the kernel owns them until the completion ring returns them.
+        unsafe { self.tx.produce(descs) }
+    }
+
+    fn tx_unconsumed(&mut self) -> bool {
+        self.tx.nb_free_exact() < self.ring_size
+    }
+
+    fn tx_needs_wakeup(&self) -> bool {
+        self.tx.needs_wakeup()
+    }
+
+    fn kick_tx(&mut self) -> io::Result<()> {
+        self.tx.wakeup()
+    }
+
+    fn consume_comp(&mut self, out: &mut [FrameDesc]) -> usize {
+        // SAFETY: the completion ring returns frames of this UMEM the kernel has finished
+        // sending; from now on user space holds them.
+        unsafe { self.comp.consume(out) }
+    }
+
+    fn frame(&self, desc: &FrameDesc) -> &[u8] {
+        // SAFETY: `desc` is held by user space (taken off RX), so the kernel no longer
+        // writes its frame; the slice borrows `self`, so it ends before the frame can be
+        // produced to a ring again.
+        unsafe { self.umem.data(desc) }.contents()
+    }
+
+    fn write_frame<E>(
+        &mut self,
+        desc: &mut FrameDesc,
+        write: impl FnOnce(&mut [u8]) -> Result<usize, E>,
+    ) -> Result<usize, E> {
+        // SAFETY: `desc` is a frame of this UMEM held by user space (a free TX frame), so
+        // nothing else reads or writes it until it is produced on the TX ring.
+        let mut data = unsafe { self.umem.data_mut(desc) };
+        let capacity = data.cursor().buf_len();
+        data.cursor().set_pos(capacity);
+        let len = write(data.contents_mut())?;
+        data.cursor().set_pos(len);
+        Ok(len)
     }
 }
 
@@ -260,307 +316,134 @@ fn socket_errno(error: &xsk_rs::socket::SocketCreateError) -> Option<i32> {
     os_errors(error).into_iter().next()
 }
 
-impl XskQueue {
-    fn open(
-        interface: Arc<InterfaceInfo>,
-        queue: u32,
-        config: &XdpConfig,
-    ) -> Result<(XskQueue, bool), XdpError> {
-        let socket_error = |reason: String| XdpError::Socket {
-            interface: interface.name.clone(),
-            queue,
-            reason,
-        };
-        let ring = QueueSize::new(config.ring_size).map_err(|e| socket_error(e.to_string()))?;
-        let umem_config = UmemConfig::builder()
-            .frame_size(FrameSize::new(config.frame_size).map_err(|e| socket_error(e.to_string()))?)
-            .fill_queue_size(ring)
-            .comp_queue_size(ring)
-            .build()
-            .map_err(|e| socket_error(e.to_string()))?;
-        let frames = NonZeroU32::new(config.frames_per_queue)
-            .ok_or_else(|| socket_error("frames_per_queue is zero".into()))?;
-        let name: Interface = interface
-            .name
-            .parse()
-            .map_err(|_| socket_error("interface name contains a NUL byte".into()))?;
+/// Opens the AF_XDP socket of `queue` on `interface` (zero-copy first unless the config
+/// forces copy mode); returns it with whether it is zero-copy.
+fn open_queue(
+    interface: Arc<InterfaceInfo>,
+    queue: u32,
+    config: &XdpConfig,
+) -> Result<(XskQueue<XskSocket>, bool), XdpError> {
+    let socket_error = |reason: String| XdpError::Socket {
+        interface: interface.name.clone(),
+        queue,
+        reason,
+    };
+    let ring = QueueSize::new(config.ring_size).map_err(|e| socket_error(e.to_string()))?;
+    let umem_config = UmemConfig::builder()
+        .frame_size(FrameSize::new(config.frame_size).map_err(|e| socket_error(e.to_string()))?)
+        .fill_queue_size(ring)
+        .comp_queue_size(ring)
+        .build()
+        .map_err(|e| socket_error(e.to_string()))?;
+    let frames = NonZeroU32::new(config.frames_per_queue)
+        .ok_or_else(|| socket_error("frames_per_queue is zero".into()))?;
+    let name: Interface = interface
+        .name
+        .parse()
+        .map_err(|_| socket_error("interface name contains a NUL byte".into()))?;
 
-        let attempts: &[(BindFlags, bool)] = match config.bind_mode {
-            BindMode::Auto => &[
-                (BindFlags::XDP_ZEROCOPY, true),
-                (BindFlags::XDP_COPY, false),
-            ],
-            BindMode::ZeroCopy => &[(BindFlags::XDP_ZEROCOPY, true)],
-            BindMode::Copy => &[(BindFlags::XDP_COPY, false)],
-        };
-        let mut last_error = None;
-        for &(mode, zero_copy) in attempts {
-            let socket_config = SocketConfig::builder()
-                .rx_queue_size(ring)
-                .tx_queue_size(ring)
-                // Our own program is attached already; libxdp must not load its default one.
-                .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
-                .bind_flags(mode | BindFlags::XDP_USE_NEED_WAKEUP)
-                .build();
-            // The kernel may still hold the queue of a process that just exited (EBUSY for
-            // ~100 ms): retry for up to a second.
-            for _ in 0..50 {
-                // A fresh UMEM per attempt: a failed bind may leave the first one's fill and
-                // completion rings half set up.
-                let (umem, descs) = Umem::new(umem_config, frames, false)
-                    .map_err(|e| socket_error(format!("creating the UMEM: {}", full_chain(&e))))?;
-                // SAFETY: `umem` is new and used by this socket only, so no other socket is
-                // bound to it; the descriptors from `Umem::new` are handed out below once
-                // each, to the fill ring or to the TX free list, never both.
-                let created = unsafe { Socket::new(socket_config, &umem, &name, queue) };
-                match created {
-                    Ok((tx, rx, Some((fill, comp)))) => {
-                        let queue = XskQueue::with_rings(
-                            interface.clone(),
-                            queue,
-                            config,
-                            umem,
-                            descs,
-                            (fill, comp, rx, tx),
-                        );
-                        return queue.map(|mut q| {
-                            q.zero_copy = zero_copy;
-                            (q, zero_copy)
+    let attempts: &[(BindFlags, bool)] = match config.bind_mode {
+        BindMode::Auto => &[
+            (BindFlags::XDP_ZEROCOPY, true),
+            (BindFlags::XDP_COPY, false),
+        ],
+        BindMode::ZeroCopy => &[(BindFlags::XDP_ZEROCOPY, true)],
+        BindMode::Copy => &[(BindFlags::XDP_COPY, false)],
+    };
+    let mut last_error = None;
+    for &(mode, zero_copy) in attempts {
+        let socket_config = SocketConfig::builder()
+            .rx_queue_size(ring)
+            .tx_queue_size(ring)
+            // Our own program is attached already; libxdp must not load its default one.
+            .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
+            .bind_flags(mode | BindFlags::XDP_USE_NEED_WAKEUP)
+            .build();
+        // The kernel may still hold the queue of a process that just exited (EBUSY for
+        // ~100 ms): retry for up to a second.
+        for _ in 0..50 {
+            // A fresh UMEM per attempt: a failed bind may leave the first one's fill and
+            // completion rings half set up.
+            let (umem, mut descs) = Umem::new(umem_config, frames, false)
+                .map_err(|e| socket_error(format!("creating the UMEM: {}", full_chain(&e))))?;
+            // SAFETY: `umem` is new and used by this socket only, so no other socket is
+            // bound to it; the descriptors from `Umem::new` are handed out below once
+            // each, to the fill ring or to the TX free list, never both.
+            let created = unsafe { Socket::new(socket_config, &umem, &name, queue) };
+            match created {
+                Ok((tx, rx, Some((fill, comp)))) => {
+                    // The first `ring_size` frames circulate through fill and RX (so the
+                    // fill ring can always take back every RX frame); the rest carry
+                    // replies.
+                    let tx_frames = descs.split_off(config.ring_size as usize);
+                    let socket = XskSocket {
+                        umem,
+                        fill,
+                        comp,
+                        rx,
+                        tx,
+                        ring_size: config.ring_size,
+                    };
+                    let queue = XskQueue::new(
+                        interface.clone(),
+                        queue,
+                        socket,
+                        &descs,
+                        tx_frames,
+                        config.batch,
+                        zero_copy,
+                    )
+                    .map_err(socket_error)?;
+                    return Ok((queue, zero_copy));
+                }
+                Ok((_, _, None)) => {
+                    return Err(socket_error(
+                        "the UMEM's fill and completion rings were already taken".into(),
+                    ))
+                }
+                Err(e) if socket_errno(&e) == Some(libc::EBUSY) => {
+                    last_error = Some(full_chain(&e));
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => {
+                    if socket_errno(&e).is_some_and(is_permission_code) {
+                        return Err(XdpError::Permission {
+                            what: format!(
+                                "opening the AF_XDP socket on {} queue {queue}",
+                                interface.name
+                            ),
                         });
                     }
-                    Ok((_, _, None)) => {
-                        return Err(socket_error(
-                            "the UMEM's fill and completion rings were already taken".into(),
-                        ))
+                    if zero_copy && config.bind_mode == BindMode::Auto {
+                        tracing::info!(
+                            interface = %interface.name,
+                            queue,
+                            error = %full_chain(&e),
+                            "zero-copy AF_XDP refused by the driver; using copy mode"
+                        );
                     }
-                    Err(e) if socket_errno(&e) == Some(libc::EBUSY) => {
-                        last_error = Some(full_chain(&e));
-                        std::thread::sleep(Duration::from_millis(20));
-                    }
-                    Err(e) => {
-                        if socket_errno(&e).is_some_and(is_permission_code) {
-                            return Err(XdpError::Permission {
-                                what: format!(
-                                    "opening the AF_XDP socket on {} queue {queue}",
-                                    interface.name
-                                ),
-                            });
-                        }
-                        if zero_copy && config.bind_mode == BindMode::Auto {
-                            tracing::info!(
-                                interface = %interface.name,
-                                queue,
-                                error = %full_chain(&e),
-                                "zero-copy AF_XDP refused by the driver; using copy mode"
-                            );
-                        }
-                        last_error = Some(full_chain(&e));
-                        break;
-                    }
+                    last_error = Some(full_chain(&e));
+                    break;
                 }
             }
         }
-        Err(socket_error(format!(
-            "binding the AF_XDP socket failed: {}",
-            last_error.unwrap_or_default()
-        )))
     }
-
-    fn with_rings(
-        interface: Arc<InterfaceInfo>,
-        queue: u32,
-        config: &XdpConfig,
-        umem: Umem,
-        mut descs: Vec<FrameDesc>,
-        (mut fill, comp, rx, tx): (FillQueue, CompQueue, RxQueue, TxQueue),
-    ) -> Result<XskQueue, XdpError> {
-        let ring = config.ring_size as usize;
-        let tx_free = descs.split_off(ring);
-        // SAFETY: these descriptors come from this socket's UMEM and are owned by user space
-        // (just created); after this call the kernel owns them until they come back on RX.
-        let filled = unsafe { fill.produce(&descs) };
-        if filled != descs.len() {
-            return Err(XdpError::Socket {
-                interface: interface.name.clone(),
-                queue,
-                reason: format!("fill ring took {filled} of {} frames", descs.len()),
-            });
-        }
-        Ok(XskQueue {
-            interface,
-            queue,
-            umem,
-            fill,
-            comp,
-            rx,
-            tx,
-            rx_descs: vec![FrameDesc::default(); config.batch],
-            comp_descs: vec![FrameDesc::default(); ring],
-            tx_pending: Vec::with_capacity(tx_free.len()),
-            tx_free,
-            ring_size: config.ring_size,
-            zero_copy: false,
-        })
-    }
-
-    fn raw_fd(&self) -> i32 {
-        self.rx.fd().as_raw_fd()
-    }
-
-    /// Takes completed TX frames back into the free list.
-    fn reclaim(&mut self) {
-        // SAFETY: the completion ring returns frames of this UMEM that the kernel has
-        // finished transmitting; from now on user space owns them again.
-        let n = unsafe { self.comp.consume(&mut self.comp_descs) };
-        self.tx_free.extend_from_slice(&self.comp_descs[..n]);
-    }
-
-    /// Receives up to one batch and hands each DHCPv6 payload to `f`.
-    fn receive(
-        &mut self,
-        verify_checksum: bool,
-        port: u16,
-        counters: &XdpIoCounters,
-        f: &mut dyn FnMut(&RxMeta, &[u8]),
-    ) -> io::Result<usize> {
-        // SAFETY: `rx_descs` is scratch owned by this queue; the kernel fills in descriptors
-        // of frames it has finished writing, which user space owns until they are put back
-        // on the fill ring below.
-        let n = unsafe { self.rx.consume(&mut self.rx_descs) };
-        let mut delivered = 0;
-        for desc in &self.rx_descs[..n] {
-            bump(&counters.rx_frames);
-            // SAFETY: `desc` came from this socket's RX ring, so it addresses a frame of
-            // `self.umem` that the kernel no longer writes; the slice is dropped before the
-            // frame goes back to the fill ring.
-            let data = unsafe { self.umem.data(desc) };
-            match frame::parse_for_port(
-                data.contents(),
-                self.interface.ifindex,
-                verify_checksum,
-                port,
-            ) {
-                Ok(rx) => {
-                    let meta = RxMeta {
-                        src: rx.src,
-                        dst: rx.dst,
-                        ifindex: self.interface.ifindex,
-                        hop_limit: Some(rx.hop_limit),
-                        l2: Some(rx.l2),
-                        queue: self.queue,
-                    };
-                    f(&meta, rx.payload);
-                    delivered += 1;
-                }
-                Err(error) => bump(&counters.rx_dropped[error.index()]),
-            }
-        }
-        if n > 0 {
-            // SAFETY: the frames were consumed from RX above and are no longer referenced;
-            // the fill ring has room for every RX frame (it holds exactly `ring_size`).
-            let refilled = unsafe { self.fill.produce(&self.rx_descs[..n]) };
-            debug_assert_eq!(refilled, n, "fill ring sized for every RX frame");
-            if self.fill.needs_wakeup() {
-                // need_wakeup on the fill ring: the driver waits for a syscall before it
-                // uses the new frames.
-                self.fill.wakeup(self.rx.fd_mut(), 0)?;
-            }
-        }
-        Ok(delivered)
-    }
-
-    /// Frames one reply into a free TX frame and queues it.
-    fn frame_reply(&mut self, meta: &TxMeta, payload: &[u8], port: u16, counters: &XdpIoCounters) {
-        let Some(l2) = meta.l2.as_ref() else {
-            bump(&counters.tx_no_l2);
-            return;
-        };
-        let src = if !meta.src.is_unspecified() {
-            Some(meta.src)
-        } else if is_link_local(meta.dst.ip()) || self.interface.global.is_none() {
-            self.interface.link_local
-        } else {
-            self.interface.global
-        };
-        let Some(src) = src else {
-            bump(&counters.tx_no_source);
-            return;
-        };
-        if self.tx_free.is_empty() {
-            self.reclaim();
-        }
-        let Some(mut desc) = self.tx_free.pop() else {
-            bump(&counters.tx_no_frame);
-            return;
-        };
-        let framing = ReplyFraming {
-            own_mac: self.interface.mac,
-            request_l2: l2,
-            src,
-            dst: meta.dst,
-            src_port: port,
-            hop_limit: 64,
-        };
-        // SAFETY: `desc` is a TX frame of this UMEM owned by user space (from the free
-        // list), so nothing else reads or writes it until it is produced on the TX ring.
-        let mut data = unsafe { self.umem.data_mut(&mut desc) };
-        let mut cursor = data.cursor();
-        let capacity = cursor.buf_len();
-        cursor.set_pos(capacity);
-        let written = frame::write_reply(data.contents_mut(), &framing, payload);
-        match written {
-            Ok(len) => {
-                data.cursor().set_pos(len);
-                self.tx_pending.push(desc);
-            }
-            Err(error) => {
-                bump(&counters.rx_dropped[error.index()]);
-                self.tx_free.push(desc);
-            }
-        }
-    }
-
-    /// Puts pending replies on the TX ring and kicks the kernel until it has taken them.
-    ///
-    /// In copy mode the kernel transmits only inside sendto(), at most 32 frames per call
-    /// (its TX budget), so one kick is not enough for a batch: keep kicking while the ring
-    /// holds frames the kernel has not consumed. Bounded, so a stalled device cannot hold
-    /// the shard; what is left goes out on the next flush.
-    fn transmit(&mut self, counters: &XdpIoCounters) -> io::Result<()> {
-        const MAX_KICKS: usize = 256;
-        for _ in 0..MAX_KICKS {
-            if !self.tx_pending.is_empty() {
-                // SAFETY: the pending frames belong to this UMEM, hold complete replies and
-                // are not referenced elsewhere; the kernel owns them until the completion
-                // ring returns them.
-                let sent = unsafe { self.tx.produce(&self.tx_pending) };
-                self.tx_pending.drain(..sent);
-                counters.tx_frames.fetch_add(sent as u64, Ordering::Relaxed);
-            }
-            let unconsumed = self.tx.nb_free_exact() < self.ring_size;
-            // Copy mode transmits only inside a syscall whatever the need_wakeup flag says
-            // (the kernel does not set it there): kick whenever frames wait.
-            let kick = unconsumed && (!self.zero_copy || self.tx.needs_wakeup());
-            if kick {
-                self.tx.wakeup()?;
-            }
-            self.reclaim();
-            if self.tx_pending.is_empty() && !kick {
-                break;
-            }
-        }
-        Ok(())
-    }
+    Err(socket_error(format!(
+        "binding the AF_XDP socket failed: {}",
+        last_error.unwrap_or_default()
+    )))
 }
 
-fn is_link_local(addr: &Ipv6Addr) -> bool {
-    addr.segments()[0] & 0xffc0 == 0xfe80
+impl XskQueue<XskSocket> {
+    fn raw_fd(&self) -> i32 {
+        self.rings.rx.fd().as_raw_fd()
+    }
 }
 
 /// The AF_XDP sockets one shard drives (queue q of each interface for shard q mod shards).
 #[derive(Debug)]
 pub struct XdpIo {
-    queues: Vec<XskQueue>,
+    queues: Vec<XskQueue<XskSocket>>,
     verify_checksum: bool,
     /// The server's UDP port (547 unless `[io] port` says otherwise).
     port: u16,
@@ -683,7 +566,7 @@ impl PacketIo for XdpIo {
         };
         let queue = &mut self.queues[index];
         queue.frame_reply(meta, payload, self.port, &self.counters);
-        if queue.tx_pending.len() >= queue.rx_descs.len() {
+        if queue.pending() >= queue.batch() {
             queue.transmit(&self.counters)?;
         }
         Ok(())
@@ -788,11 +671,12 @@ impl XdpDataPlane {
         let counters: Vec<Arc<XdpIoCounters>> = (0..shard_count)
             .map(|_| Arc::new(XdpIoCounters::default()))
             .collect();
-        let mut shard_queues: Vec<Vec<XskQueue>> = (0..shard_count).map(|_| Vec::new()).collect();
+        let mut shard_queues: Vec<Vec<XskQueue<XskSocket>>> =
+            (0..shard_count).map(|_| Vec::new()).collect();
         let mut zero_copy = true;
         for (info, program) in infos.iter().zip(&mut programs) {
             for queue in 0..info.queues {
-                let (xsk, zc) = XskQueue::open(info.clone(), queue, config)?;
+                let (xsk, zc) = open_queue(info.clone(), queue, config)?;
                 zero_copy &= zc;
                 program.register_socket(queue, xsk.raw_fd())?;
                 tracing::info!(

@@ -24,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
         };
         let _ = (m.msg_type(), m.transaction_id(), m.sent_time());
         let opts = m.options();
-        let _ = opts.count();
+        let _ = opts.into_iter().count();
         let _ = (ConnectRepr::parse(opts), StateRepr::parse(opts), top_status(opts));
         for reply in [false, true] {
             if repr.parse(opts, reply).is_ok() {
