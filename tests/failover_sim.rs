@@ -915,6 +915,18 @@ impl World {
             && self.latency_max_ms <= 1_000
     }
 
+    /// Whether `table` holds an ACTIVE lease not yet acknowledged by the partner whose
+    /// lifetime goes beyond what the MCLT rule allows (granted in PARTNER-DOWN).
+    fn holds_unclamped_updates(table: &MemoryTable) -> bool {
+        let mut found = false;
+        table.for_each(&mut |l: &Lease| {
+            found |= l.update_pending
+                && l.state == BindingState::Active
+                && !mclt::respects_mclt(l, l.cltt, MCLT, false);
+        });
+        found
+    }
+
     fn any_partner_down(&self) -> bool {
         self.servers
             .iter()
@@ -942,6 +954,7 @@ impl World {
         {
             let i = self.rng.below(2) as usize;
             if self.servers[i].state() == Some(ServerState::CommunicationsInterrupted)
+                && !Self::holds_unclamped_updates(&self.servers[1 - i].table)
                 && self.operator_partner_down(i)
             {
                 self.heal_at = self.heal_at.min(self.now + u64::from(MCLT) * 1000 / 2);
@@ -957,7 +970,11 @@ impl World {
                 self.servers[1 - i].state(),
                 Some(ServerState::Startup | ServerState::Recover)
             );
-            let lose = self.rng.chance(300) && partner_has_copy;
+            // Likewise, leases granted in PARTNER-DOWN (no MCLT clamp, §8.4.1) that the
+            // partner has not acknowledged exist nowhere else, and RECOVER-WAIT's MCLT does
+            // not outlast them: losing them is a double fault too (partner down, then disk).
+            let only_copy = Self::holds_unclamped_updates(&self.servers[i].table);
+            let lose = self.rng.chance(300) && partner_has_copy && !only_copy;
             self.lose_storage[i] = lose;
             self.restart_at[i] = self.now + self.rng.range(2_000, 200_000);
             self.crash(i, lose);
@@ -965,7 +982,15 @@ impl World {
         for i in 0..2 {
             // A crashed partner: the operator may declare it down; it comes back only on
             // a working network (see above).
-            if !alive[i] && alive[1 - i] && self.rng.chance(20) {
+            // Not when the crashed partner holds leases it granted in PARTNER-DOWN (no MCLT
+            // clamp) that we never acknowledged: the MCLT waits of our PARTNER-DOWN do not
+            // cover them (§8.4.1 assumes the partner kept the MCLT rule). An operator must
+            // not declare partner-down twice across the pair without a resynchronisation.
+            if !alive[i]
+                && alive[1 - i]
+                && !Self::holds_unclamped_updates(&self.servers[i].table)
+                && self.rng.chance(20)
+            {
                 self.operator_partner_down(1 - i);
             }
             if !alive[i] && self.can_talk() && self.now >= self.restart_at[i] {

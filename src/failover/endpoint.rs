@@ -234,6 +234,9 @@ pub struct Endpoint {
     /// reached NORMAL since. Its acknowledgements of EXPIRED/RELEASED leases do not free
     /// them ([`Endpoint::acknowledged`]).
     partner_lost_storage: bool,
+    /// PARTNER-DOWN with the partner in RECOVER-DONE: our pending BNDUPDs are being sent
+    /// before we enter NORMAL (docs/FAILOVER.md D11).
+    draining_for_normal: bool,
     pool: PrefixPool,
     events: VecDeque<Event>,
     counters: Counters,
@@ -318,6 +321,7 @@ impl Endpoint {
             answering: None,
             update_request: None,
             partner_lost_storage: false,
+            draining_for_normal: false,
             pool,
             events: VecDeque::new(),
             counters: Counters::default(),
@@ -447,6 +451,7 @@ impl Endpoint {
         self.control.clear();
         self.answering = None;
         self.update_request = None;
+        self.draining_for_normal = false;
         // Unacknowledged updates stay flagged in the table; queue them for the next
         // connection (§8.8: "on entry to NORMAL send all unacked BNDUPDs").
         let lost: Vec<Outstanding> = self.outstanding.drain().map(|(_, o)| o).collect();
@@ -883,6 +888,22 @@ impl Endpoint {
             if next == me {
                 break;
             }
+            if me == ServerState::PartnerDown && next == ServerState::Normal {
+                // §8.4.2 says NORMAL at once when the partner is in RECOVER-DONE. But the
+                // partner answered its UPDREQ before, and if communications failed after
+                // that we kept allocating in PARTNER-DOWN (the partner's prefixes too,
+                // after MCLT). Once we say NORMAL the partner allocates from its pool at
+                // once, before our BNDUPDs for those leases reach it: send them first and
+                // enter NORMAL when all are acknowledged (docs/FAILOVER.md D11).
+                if !self.draining_for_normal {
+                    self.draining_for_normal = true;
+                    self.queue_pending(table);
+                }
+                if !(self.queued.is_empty() && self.outstanding.is_empty()) {
+                    break;
+                }
+                self.draining_for_normal = false;
+            }
             self.transition(now, table, next);
         }
         self.comms_ok_actions();
@@ -1003,6 +1024,7 @@ impl Endpoint {
             ServerState::ConflictDone => State::ConflictDone(ConflictDone),
         };
         self.update_request = None;
+        self.draining_for_normal = false;
         if from != ServerState::Startup {
             self.persistent.previous_state = from;
         }
@@ -1298,6 +1320,9 @@ impl Endpoint {
         }
         self.scratch = u;
         let _ = table.commit();
+        if self.draining_for_normal && self.queued.is_empty() && self.outstanding.is_empty() {
+            self.follow_partner(now, table);
+        }
         Ok(())
     }
 
@@ -1975,5 +2000,85 @@ mod tests {
                 .handle_timeout(Timestamp(deadline * 1000 + 120_000), &mut side.table);
             assert!(side.table.by_resource(&r).is_none());
         }
+    }
+    /// Regression (simulation seed 433, docs/FAILOVER.md D11): a server in PARTNER-DOWN
+    /// whose partner reached RECOVER-DONE while they were apart sends the leases it granted
+    /// meanwhile before it enters NORMAL, so the partner never allocates in NORMAL without
+    /// knowing them (here after a restart, when they are only flagged in the table).
+    #[test]
+    fn partner_down_sends_its_leases_before_normal() {
+        let (mut p, mut s) = pair(60);
+        let t = |secs: u64| Timestamp(T0 + secs * 1000);
+        p.ep.handle_connected(t(1));
+        s.ep.handle_connected(t(1));
+        drive(&mut p, &mut s, t(1));
+        // The primary crashes; the operator declares it down at the secondary.
+        s.ep.handle_disconnected(t(10), &mut s.table);
+        s.ep.partner_down(t(11), &mut s.table).unwrap();
+        let persisted = p.ep.persistent();
+        let mut pc = FailoverConfig::new(Role::Primary);
+        pc.mclt = 60;
+        p.ep = Endpoint::new(pc, Some(persisted), t(20));
+        p.ep.handle_connected(t(21));
+        s.ep.handle_connected(t(21));
+        drive(&mut p, &mut s, t(21));
+        assert_eq!(p.ep.server_state(), ServerState::RecoverWait);
+        assert_eq!(s.ep.server_state(), ServerState::PartnerDown);
+        // Apart again; the secondary keeps serving in PARTNER-DOWN.
+        p.ep.handle_disconnected(t(30), &mut p.table);
+        s.ep.handle_disconnected(t(30), &mut s.table);
+        let r = Resource::prefix("2001:db8:100:400::".parse().unwrap(), 56);
+        let now_s = T0 / 1000 + 40;
+        s.table
+            .upsert(Lease {
+                resource: r,
+                ia_type: IaType::Pd,
+                duid: Duid::new(&[0, 4, 30]).unwrap(),
+                iaid: 30,
+                state: BindingState::Active,
+                preferred_lifetime: 300,
+                valid_lifetime: 600,
+                cltt: now_s,
+                expires_at: now_s + 600,
+                subnet: 0,
+                partner_lifetime: 0,
+                update_pending: true,
+            })
+            .unwrap();
+        // The secondary restarts (storage intact): the lease is only flagged in its table.
+        let persisted = s.ep.persistent();
+        let mut sc = FailoverConfig::new(Role::Secondary);
+        sc.mclt = 1;
+        s.ep = Endpoint::new(sc, Some(persisted), t(50));
+        p.ep.handle_timeout(t(200), &mut p.table);
+        assert_eq!(p.ep.server_state(), ServerState::RecoverDone);
+        p.ep.handle_connected(t(201));
+        s.ep.handle_connected(t(201));
+        // Step by step: whenever the primary is in NORMAL it knows the lease.
+        // One frame at a time (RFC 5460 framing: 2-octet length first), checking after each.
+        fn one_way(x: &mut Side, y: &mut Side, now: Timestamp, r: &Resource) -> bool {
+            let mut buf = Vec::new();
+            while x.ep.poll_transmit(now, &mut x.table, &mut buf) {}
+            let mut at = 0;
+            while at + 2 <= buf.len() {
+                let end = at + 2 + usize::from(u16::from_be_bytes([buf[at], buf[at + 1]]));
+                y.ep.handle_stream(now, &buf[at..end], &mut y.table);
+                while y.ep.poll_event().is_some() {}
+                if y.ep.role() == Role::Primary && y.ep.server_state() == ServerState::Normal {
+                    assert!(y.table.by_resource(r).is_some(), "NORMAL before the BNDUPD");
+                }
+                at = end;
+            }
+            !buf.is_empty()
+        }
+        for _ in 0..100 {
+            let a = one_way(&mut s, &mut p, t(201), &r);
+            let b = one_way(&mut p, &mut s, t(201), &r);
+            if !a && !b {
+                break;
+            }
+        }
+        assert_eq!(p.ep.server_state(), ServerState::Normal);
+        assert_eq!(s.ep.server_state(), ServerState::Normal);
     }
 }
