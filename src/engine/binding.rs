@@ -4,8 +4,7 @@
 use std::net::Ipv6Addr;
 
 use super::{
-    ia_addresses, ia_prefixes, occupies, Client, DropReason, Engine, Entry, IaReply, IaRequest,
-    Request,
+    ia_resources, occupies, Client, DropReason, Engine, Entry, IaReply, IaRequest, Request,
 };
 use crate::alloc::allocate_na;
 use crate::config::Subnet;
@@ -72,14 +71,7 @@ impl Engine {
             let mut leases = std::mem::take(&mut self.scratch.leases);
             leases.clear();
             table.ia_leases(&client.duid, ia.ia_type, ia.iaid, &mut leases);
-            let r = match ia.ia_type {
-                IaType::Na | IaType::Ta => {
-                    self.assign_address(ia, client, link, &leases, mode, missing, now, table)
-                }
-                IaType::Pd => {
-                    self.assign_prefix(ia, client, link, &leases, mode, missing, now, table)
-                }
-            };
+            let r = self.assign_ia(ia, client, link, &leases, mode, missing, now, table);
             self.scratch.leases = leases;
             r?;
         }
@@ -272,8 +264,13 @@ impl Engine {
         Ok(())
     }
 
+    /// One IA_NA, IA_TA or IA_PD (RFC 8415 §18.3.1-§18.3.5): keep the client's binding
+    /// while it is still appropriate for the link, end the others with lifetime 0, weigh
+    /// the client's hints, else allocate. Addresses and prefixes differ only in what is
+    /// appropriate for the link and where a new resource comes from
+    /// ([`Engine::choose_address`], [`Engine::choose_prefix`]).
     #[allow(clippy::too_many_arguments)]
-    fn assign_address(
+    fn assign_ia(
         &mut self,
         ia: IaRequest<'_>,
         client: &Client<'_>,
@@ -285,58 +282,73 @@ impl Engine {
         table: &mut dyn LeaseTable,
     ) -> Result<(), DropReason> {
         let first = self.scratch.entries.len();
+        let prefixes = ia.ia_type == IaType::Pd;
+        let unavailable = if prefixes {
+            StatusCode::NoPrefixAvail
+        } else {
+            StatusCode::NoAddrsAvail
+        };
         if ia.ia_type == IaType::Ta && !link.temporary_addresses {
             // RFC 8415 §21.5: IA_TA is only served where configured.
-            self.push_status(ia, first, StatusCode::NoAddrsAvail);
+            self.push_status(ia, first, unavailable);
             return Ok(());
         }
-        let config = self.config.clone();
-        let reserved = match (ia.ia_type, client.reservation) {
-            (IaType::Na, Some(i)) => config.reservations[i]
-                .addresses
-                .iter()
-                .copied()
-                .find(|a| link.on_link(*a)),
-            _ => None,
+        let reserved = self.reserved_resource(&ia, client, link);
+        let appropriate = |r: &Resource| match reserved {
+            Some(x) => *r == x,
+            None if prefixes => link.owns_prefix(r.addr, r.prefix_len),
+            None => {
+                link.pools.iter().any(|p| p.contains(r.addr)) && !link.exclude.contains(&r.addr)
+            }
         };
         let bound = |l: &&Lease| l.is_bound_at(now);
         let mut kept: Option<Lease> = None;
         for l in leases.iter().filter(bound) {
-            let a = l.resource.addr;
-            let appropriate = match reserved {
-                Some(r) => a == r,
-                None => link.pools.iter().any(|p| p.contains(a)) && !link.exclude.contains(&a),
-            };
-            if appropriate && kept.is_none() {
+            if kept.is_none() && appropriate(&l.resource) {
                 kept = Some(*l);
             } else {
                 // RFC 8415 §18.3.4/§18.3.5: no longer appropriate for the link → lifetime 0.
                 self.retire(table, l, mode, now)?;
             }
         }
-        let mut hints = [Ipv6Addr::UNSPECIFIED; super::MAX_IA_ENTRIES];
+        let mut hints = [Resource::address(Ipv6Addr::UNSPECIFIED); super::MAX_IA_ENTRIES];
         let mut n_hints = 0;
-        for a in ia_addresses(ia.options) {
-            if leases.iter().filter(bound).any(|l| l.resource.addr == a) {
+        let mut len_hint = None;
+        for r in ia_resources(&ia) {
+            if prefixes {
+                // RFC 8168: `::` with a length only hints at the length.
+                if r.prefix_len != 0 {
+                    len_hint.get_or_insert(r.prefix_len);
+                }
+                if r.addr.is_unspecified() {
+                    continue;
+                }
+            }
+            if leases.iter().filter(bound).any(|l| l.resource == r) {
                 continue;
             }
-            if !link.on_link(a) {
+            let on_link = if prefixes {
+                link.owns_prefix(r.addr, r.prefix_len)
+            } else {
+                link.on_link(r.addr)
+            };
+            if !on_link {
                 match mode {
-                    // RFC 8415 §18.3.2: "MUST return the IA ... with NotOnLink".
-                    Mode::Request => {
+                    // RFC 8415 §18.3.2: "MUST return the IA ... with NotOnLink" (addresses).
+                    Mode::Request if !prefixes => {
                         self.push_status(ia, first, StatusCode::NotOnLink);
                         return Ok(());
                     }
-                    Mode::Extend => self.push_entry(Resource::address(a), 0, 0),
-                    Mode::Advertise | Mode::Commit => {}
+                    Mode::Extend => self.push_entry(r, 0, 0),
+                    Mode::Request | Mode::Advertise | Mode::Commit => {}
                 }
             } else if kept.is_some() {
                 // On the link but not this client's: tell it not to use it.
                 if mode == Mode::Extend {
-                    self.push_entry(Resource::address(a), 0, 0);
+                    self.push_entry(r, 0, 0);
                 }
             } else {
-                hints[n_hints] = a;
+                hints[n_hints] = r;
                 n_hints += 1;
             }
         }
@@ -353,17 +365,80 @@ impl Engine {
         }
         if !self.allow_new {
             // RFC 8156 §8.7.1 (RECOVER-DONE): existing leases only.
-            self.push_status(ia, first, StatusCode::NoAddrsAvail);
+            self.push_status(ia, first, unavailable);
             return Ok(());
         }
-        let chosen = reserved
-            .filter(|r| self.free_for(table, Resource::address(*r), client, &ia, now))
+        let hints = &hints[..n_hints];
+        let chosen = if prefixes {
+            self.choose_prefix(
+                table, client, &ia, link, reserved, hints, len_hint, leases, now,
+            )
+        } else {
+            self.choose_address(table, client, &ia, link, reserved, hints, now)
+                .map(|a| (Resource::address(a), false))
+        };
+        match chosen {
+            Some((r, from_bitmap)) => {
+                if mode == Mode::Advertise && from_bitmap {
+                    // Nothing is stored for an Advertise: give the prefix back at once.
+                    self.release_resource(&r);
+                }
+                let lease = self.new_lease(client, &ia, link, r, now);
+                self.grant(table, ia, first, lease, None, mode, now)
+            }
+            None => {
+                self.push_status(ia, first, unavailable);
+                Ok(())
+            }
+        }
+    }
+
+    /// The resource the client's reservation holds for this IA on `link`, if any (IA_TA
+    /// addresses are never reserved).
+    fn reserved_resource(
+        &self,
+        ia: &IaRequest<'_>,
+        client: &Client<'_>,
+        link: &Subnet,
+    ) -> Option<Resource> {
+        let r = &self.config.reservations[client.reservation?];
+        match ia.ia_type {
+            IaType::Na => r
+                .addresses
+                .iter()
+                .find(|a| link.on_link(**a))
+                .map(|a| Resource::address(*a)),
+            IaType::Ta => None,
+            IaType::Pd => r
+                .prefixes
+                .iter()
+                .find(|p| link.owns_prefix(p.addr, p.len))
+                .map(|p| Resource::prefix(p.addr, p.len)),
+        }
+    }
+
+    /// A new address for an IA_NA / IA_TA: the reservation, else a client hint this shard
+    /// may hand out, else the hashed allocation.
+    #[allow(clippy::too_many_arguments)]
+    fn choose_address(
+        &self,
+        table: &dyn LeaseTable,
+        client: &Client<'_>,
+        ia: &IaRequest<'_>,
+        link: &Subnet,
+        reserved: Option<Resource>,
+        hints: &[Resource],
+        now: u64,
+    ) -> Option<Ipv6Addr> {
+        let reserved = reserved.map(|r| r.addr);
+        reserved
+            .filter(|r| self.free_for(table, Resource::address(*r), client, ia, now))
             .or_else(|| {
                 // A client's hint (RFC 8415 §18.3.1), or the address it renews after the
                 // server lost its binding: honour it when this shard may hand it out.
-                hints[..n_hints].iter().copied().find(|a| {
+                hints.iter().map(|r| r.addr).find(|a| {
                     self.dynamic_address_ok(link, *a)
-                        && self.free_for(table, Resource::address(*a), client, &ia, now)
+                        && self.free_for(table, Resource::address(*a), client, ia, now)
                 })
             })
             .or_else(|| {
@@ -372,25 +447,44 @@ impl Engine {
                 } else {
                     ia.iaid
                 };
-                let tbl: &dyn LeaseTable = table;
                 link.pools.iter().find_map(|pool| {
                     allocate_na(client.duid.as_bytes(), iaid, pool, &self.partition, |a| {
                         !self.reservations.is_reserved_address(a)
                             && !link.exclude.contains(&a)
-                            && self.free_for(tbl, Resource::address(a), client, &ia, now)
+                            && self.free_for(table, Resource::address(a), client, ia, now)
                     })
                 })
             })
             // RFC 8156 §4.2.1: the failover state decides whether new addresses are given.
-            .filter(|a| Some(*a) == reserved || self.scope.may_allocate_address(*a));
-        match chosen {
-            Some(a) => {
-                let lease = self.new_lease(client, &ia, link, Resource::address(a), now);
-                self.grant(table, ia, first, lease, None, mode, now)
-            }
-            None => {
-                self.push_status(ia, first, StatusCode::NoAddrsAvail);
-                Ok(())
+            .filter(|a| Some(*a) == reserved || self.scope.may_allocate_address(*a))
+    }
+
+    /// A new prefix for an IA_PD: the reservation, else one from the bitmaps
+    /// ([`Engine::take_prefix`]); the flag says it came from a bitmap.
+    #[allow(clippy::too_many_arguments)]
+    fn choose_prefix(
+        &mut self,
+        table: &dyn LeaseTable,
+        client: &Client<'_>,
+        ia: &IaRequest<'_>,
+        link: &Subnet,
+        reserved: Option<Resource>,
+        hints: &[Resource],
+        len_hint: Option<u8>,
+        leases: &[Lease],
+        now: u64,
+    ) -> Option<(Resource, bool)> {
+        match reserved {
+            Some(r) if self.free_for(table, r, client, ia, now) => Some((r, false)),
+            _ => {
+                // Lease stability: a prefix this IA held before (expired or released) is
+                // offered again while it is still free.
+                let prev: &[Lease] = leases
+                    .iter()
+                    .position(|l| !l.is_bound_at(now))
+                    .map_or(&[], |i| &leases[i..i + 1]);
+                self.take_prefix(table, link, hints, prev, len_hint, now)
+                    .map(|r| (r, true))
             }
         }
     }
@@ -402,7 +496,7 @@ impl Engine {
         &mut self,
         table: &dyn LeaseTable,
         link: &Subnet,
-        exact: &[(Ipv6Addr, u8)],
+        exact: &[Resource],
         previous: &[Lease],
         len_hint: Option<u8>,
         now: u64,
@@ -428,11 +522,10 @@ impl Engine {
                     .by_resource(&Resource::prefix(p, len))
                     .is_none_or(|l| !occupies(&l, now))
         };
-        let wanted = exact.iter().copied().chain(
-            previous
-                .iter()
-                .map(|l| (l.resource.addr, l.resource.prefix_len)),
-        );
+        let wanted = exact
+            .iter()
+            .chain(previous.iter().map(|l| &l.resource))
+            .map(|r| (r.addr, r.prefix_len));
         for (p, len) in wanted {
             for m in maps.iter_mut() {
                 if let Some(idx) = m.index_of(p, len) {
@@ -465,116 +558,6 @@ impl Engine {
         None
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn assign_prefix(
-        &mut self,
-        ia: IaRequest<'_>,
-        client: &Client<'_>,
-        link: &Subnet,
-        leases: &[Lease],
-        mode: Mode,
-        missing: Missing,
-        now: u64,
-        table: &mut dyn LeaseTable,
-    ) -> Result<(), DropReason> {
-        let first = self.scratch.entries.len();
-        let config = self.config.clone();
-        let reserved = client.reservation.and_then(|i| {
-            config.reservations[i]
-                .prefixes
-                .iter()
-                .copied()
-                .find(|p| link.owns_prefix(p.addr, p.len))
-        });
-        let mut kept: Option<Lease> = None;
-        for l in leases.iter().filter(|l| l.is_bound_at(now)) {
-            let r = l.resource;
-            let appropriate = match reserved {
-                Some(p) => r.addr == p.addr && r.prefix_len == p.len,
-                None => link.owns_prefix(r.addr, r.prefix_len),
-            };
-            if appropriate && kept.is_none() {
-                kept = Some(*l);
-            } else {
-                self.retire(table, l, mode, now)?;
-            }
-        }
-        let mut exact = [(Ipv6Addr::UNSPECIFIED, 0u8); super::MAX_IA_ENTRIES];
-        let mut n_exact = 0;
-        let mut len_hint = None;
-        for (p, len) in ia_prefixes(ia.options) {
-            if len != 0 {
-                len_hint.get_or_insert(len);
-            }
-            if p.is_unspecified() {
-                continue;
-            }
-            if leases
-                .iter()
-                .any(|l| l.is_bound_at(now) && l.resource.addr == p && l.resource.prefix_len == len)
-            {
-                continue;
-            }
-            if !link.owns_prefix(p, len) {
-                // RFC 8415 §18.3.4/§18.3.5: not appropriate for the link → lifetime 0.
-                if mode == Mode::Extend {
-                    self.push_entry(Resource::prefix(p, len), 0, 0);
-                }
-            } else if kept.is_some() {
-                if mode == Mode::Extend {
-                    self.push_entry(Resource::prefix(p, len), 0, 0);
-                }
-            } else {
-                exact[n_exact] = (p, len);
-                n_exact += 1;
-            }
-        }
-        if let Some(l) = kept {
-            let mut lease = l;
-            lease.preferred_lifetime = link.preferred_lifetime;
-            lease.valid_lifetime = link.valid_lifetime;
-            lease.subnet = link.index;
-            return self.grant(table, ia, first, lease, Some(l), mode, now);
-        }
-        if missing == Missing::NoBinding && !leases.iter().any(|l| l.is_bound_at(now)) {
-            self.push_status(ia, first, StatusCode::NoBinding);
-            return Ok(());
-        }
-        if !self.allow_new {
-            self.push_status(ia, first, StatusCode::NoPrefixAvail);
-            return Ok(());
-        }
-        let chosen = match reserved {
-            Some(p) if self.free_for(table, Resource::prefix(p.addr, p.len), client, &ia, now) => {
-                Some((Resource::prefix(p.addr, p.len), false))
-            }
-            _ => {
-                // Lease stability: a prefix this IA held before (expired or released) is
-                // offered again while it is still free.
-                let prev: &[Lease] = leases
-                    .iter()
-                    .position(|l| !l.is_bound_at(now))
-                    .map_or(&[], |i| &leases[i..i + 1]);
-                self.take_prefix(table, link, &exact[..n_exact], prev, len_hint, now)
-                    .map(|r| (r, true))
-            }
-        };
-        match chosen {
-            Some((r, from_bitmap)) => {
-                if mode == Mode::Advertise && from_bitmap {
-                    // Nothing is stored for an Advertise: give the prefix back at once.
-                    self.release_resource(&r);
-                }
-                let lease = self.new_lease(client, &ia, link, r, now);
-                self.grant(table, ia, first, lease, None, mode, now)
-            }
-            None => {
-                self.push_status(ia, first, StatusCode::NoPrefixAvail);
-                Ok(())
-            }
-        }
-    }
-
     /// Release (RFC 8415 §18.3.7) and Decline (§18.3.8). Released resources go back to the
     /// pool; declined addresses are Abandoned for the quarantine time.
     pub(super) fn release_all(
@@ -597,13 +580,7 @@ impl Engine {
             let mut found = 0;
             let mut result = Ok(());
             for l in leases.iter().filter(|l| l.is_bound_at(now)) {
-                let named = if ia.ia_type == IaType::Pd {
-                    ia_prefixes(ia.options)
-                        .any(|(p, len)| p == l.resource.addr && len == l.resource.prefix_len)
-                } else {
-                    ia_addresses(ia.options).any(|a| a == l.resource.addr)
-                };
-                if !named {
+                if !ia_resources(&ia).any(|r| r == l.resource) {
                     continue;
                 }
                 found += 1;

@@ -31,8 +31,8 @@ use crate::failover::{Answer, ClientMessage, Role, ServiceScope};
 use crate::lease::{shard_of_duid, BindingState, Duid, IaType, Lease, LeaseTable, Resource};
 use crate::time::Timestamp;
 use crate::wire::{
-    self, IaAddr, IaNa, IaPd, IaPrefix, IaTa, MessageType, OptionCodes, Options, Relayed,
-    StatusCode, Writer,
+    self, Ia, IaAddr, IaKind, IaPrefix, MessageType, OptionCodes, Options, Relayed, StatusCode,
+    Writer,
 };
 
 /// Which shard this engine is, of how many.
@@ -105,6 +105,19 @@ struct Request<'a> {
     fqdn: Option<&'a [u8]>,
 }
 
+impl<'a> IaRequest<'a> {
+    /// Checks an IA option body and every IAADDR / IAPREFIX in it.
+    fn parse<K: IaKind>(data: &'a [u8], ia_type: IaType) -> Result<Self, wire::Error> {
+        let view = Ia::<K>::new_checked(data)?;
+        view.check_entries()?;
+        Ok(IaRequest {
+            ia_type,
+            iaid: view.iaid(),
+            options: view.options().as_bytes(),
+        })
+    }
+}
+
 impl<'a> Request<'a> {
     fn ias(&self) -> impl Iterator<Item = IaRequest<'a>> + '_ {
         self.ias[..self.n_ias].iter().copied()
@@ -175,39 +188,12 @@ fn parse_request<'a>(relayed: &Relayed<'a>) -> Result<Request<'a>, DropReason> {
                 }
                 let ia = match opt.code {
                     wire::OPTION_IA_NA => {
-                        let v = IaNa::new_checked(opt.data).map_err(malformed)?;
-                        for a in v.addresses() {
-                            a.map_err(malformed)?;
-                        }
-                        IaRequest {
-                            ia_type: IaType::Na,
-                            iaid: v.iaid(),
-                            options: &opt.data[IaNa::HEADER_LEN..],
-                        }
+                        IaRequest::parse::<wire::NonTemporary>(opt.data, IaType::Na)
                     }
-                    wire::OPTION_IA_TA => {
-                        let v = IaTa::new_checked(opt.data).map_err(malformed)?;
-                        for a in v.addresses() {
-                            a.map_err(malformed)?;
-                        }
-                        IaRequest {
-                            ia_type: IaType::Ta,
-                            iaid: v.iaid(),
-                            options: &opt.data[IaTa::HEADER_LEN..],
-                        }
-                    }
-                    _ => {
-                        let v = IaPd::new_checked(opt.data).map_err(malformed)?;
-                        for p in v.prefixes() {
-                            p.map_err(malformed)?;
-                        }
-                        IaRequest {
-                            ia_type: IaType::Pd,
-                            iaid: v.iaid(),
-                            options: &opt.data[IaPd::HEADER_LEN..],
-                        }
-                    }
-                };
+                    wire::OPTION_IA_TA => IaRequest::parse::<wire::Temporary>(opt.data, IaType::Ta),
+                    _ => IaRequest::parse::<wire::PrefixDelegation>(opt.data, IaType::Pd),
+                }
+                .map_err(malformed)?;
                 // RFC 8415 §21.4: an IAID is unique per IA type; a repeated IA is answered once.
                 if req
                     .ias()
@@ -225,23 +211,21 @@ fn parse_request<'a>(relayed: &Relayed<'a>) -> Result<Request<'a>, DropReason> {
     Ok(req)
 }
 
-/// The addresses a client put in an IA (IAADDR), non-`::` ones only.
-fn ia_addresses(options: &[u8]) -> impl Iterator<Item = Ipv6Addr> + '_ {
-    Options::new_unchecked(options)
-        .get_all(wire::OPTION_IAADDR)
-        .filter_map(|d| IaAddr::new_checked(d).ok())
-        .map(|a| a.address())
-        .filter(|a| !a.is_unspecified())
-        .take(MAX_IA_ENTRIES)
-}
-
-/// The prefixes a client put in an IA_PD (IAPREFIX) as (prefix, length); `::` with a
-/// length is a length hint (RFC 8168).
-fn ia_prefixes(options: &[u8]) -> impl Iterator<Item = (Ipv6Addr, u8)> + '_ {
-    Options::new_unchecked(options)
-        .get_all(wire::OPTION_IAPREFIX)
-        .filter_map(|d| IaPrefix::new_checked(d).ok())
-        .map(|p| (p.prefix(), p.prefix_len()))
+/// The addresses (IAADDR, non-`::` ones) or prefixes (IAPREFIX) a client put in an IA.
+/// A prefix `::` with a length is a length hint (RFC 8168), so it is kept.
+fn ia_resources<'a>(ia: &IaRequest<'a>) -> impl Iterator<Item = Resource> + 'a {
+    let prefixes = ia.ia_type == IaType::Pd;
+    Options::new_unchecked(ia.options)
+        .filter_map(move |o| match o.code {
+            wire::OPTION_IAPREFIX if prefixes => IaPrefix::new_checked(o.data)
+                .ok()
+                .map(|p| Resource::prefix(p.prefix(), p.prefix_len())),
+            wire::OPTION_IAADDR if !prefixes => IaAddr::new_checked(o.data)
+                .ok()
+                .map(|a| Resource::address(a.address()))
+                .filter(|r| !r.addr.is_unspecified()),
+            _ => None,
+        })
         .take(MAX_IA_ENTRIES)
 }
 
@@ -801,9 +785,9 @@ impl Engine {
             if ia.ia_type == IaType::Pd {
                 continue;
             }
-            for a in ia_addresses(ia.options) {
+            for r in ia_resources(&ia) {
                 any = true;
-                if !link.on_link(a) {
+                if !link.on_link(r.addr) {
                     return Ok(StatusCode::NotOnLink);
                 }
             }

@@ -36,25 +36,18 @@ impl Service for Recorder {
             out.extend_from_slice(payload);
             return Some(TxMeta::reply_to(rx, rx.src));
         }
-        let lease = Lease {
-            resource: Resource::address(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, n.into())),
-            ia_type: IaType::Na,
-            duid: Duid::new(&[0, 3, 0, 1, n]).unwrap(),
-            iaid: 1,
-            state: BindingState::Active,
-            preferred_lifetime: 100,
-            valid_lifetime: 200,
-            cltt: now.secs(),
-            // A third byte 0xee asks for a lease that ends right away (expiry tests).
-            expires_at: if payload.get(2) == Some(&0xee) {
-                now.secs()
-            } else {
-                now.secs() + 200
-            },
-            subnet: 0,
-            partner_lifetime: 0,
-            update_pending: false,
+        // A third byte 0xee asks for a lease that ends right away (expiry tests).
+        let ends = if payload.get(2) == Some(&0xee) {
+            0
+        } else {
+            200
         };
+        let lease = test_lease(
+            Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, n.into()),
+            &[0, 3, 0, 1, n],
+            now,
+            now.secs() + ends,
+        );
         table.upsert(lease).ok()?;
         out.push(self.index);
         out.extend_from_slice(payload);
@@ -69,10 +62,22 @@ impl Service for Recorder {
 }
 
 /// A memory table whose durability point is set by the test, like a store whose fsync
-/// completes when the test says so.
+/// completes when the test says so; with `commits`, it also publishes how many batches
+/// were committed.
 struct Lagging {
     inner: MemoryTable,
     durable: Arc<AtomicU64>,
+    commits: Option<Arc<AtomicU64>>,
+}
+
+impl Lagging {
+    fn new(durable: &Arc<AtomicU64>) -> Lagging {
+        Lagging {
+            inner: MemoryTable::new(),
+            durable: durable.clone(),
+            commits: None,
+        }
+    }
 }
 
 impl LeaseTable for Lagging {
@@ -101,10 +106,32 @@ impl LeaseTable for Lagging {
         self.inner.for_each(f)
     }
     fn commit(&mut self) -> Result<Option<CommitId>, TableError> {
-        self.inner.commit()
+        let r = self.inner.commit();
+        if let (Ok(Some(id)), Some(commits)) = (r, &self.commits) {
+            commits.store(id, Ordering::SeqCst);
+        }
+        r
     }
     fn durable(&mut self, _wait: bool) -> Result<CommitId, TableError> {
         Ok(self.durable.load(Ordering::SeqCst))
+    }
+}
+
+/// The active IA_NA lease on `resource` of client `duid` that the test services record.
+fn test_lease(resource: Ipv6Addr, duid: &[u8], now: Timestamp, expires_at: u64) -> Lease {
+    Lease {
+        resource: Resource::address(resource),
+        ia_type: IaType::Na,
+        duid: Duid::new(duid).unwrap(),
+        iaid: 1,
+        state: BindingState::Active,
+        preferred_lifetime: 100,
+        valid_lifetime: 200,
+        cltt: now.secs(),
+        expires_at,
+        subnet: 0,
+        partner_lifetime: 0,
+        update_pending: false,
     }
 }
 
@@ -137,10 +164,7 @@ const WAIT: Option<Duration> = Some(Duration::from_millis(200));
 fn reply_waits_until_its_lease_batch_is_durable() {
     let (io, addr) = socket();
     let durable = Arc::new(AtomicU64::new(0));
-    let table = Lagging {
-        inner: MemoryTable::new(),
-        durable: durable.clone(),
-    };
+    let table = Lagging::new(&durable);
     let (mut links, _) = mesh(1, 8).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let mut shard = Shard::new(
@@ -172,10 +196,7 @@ fn reply_waits_until_its_lease_batch_is_durable() {
 fn a_reply_that_changes_nothing_still_waits_for_earlier_batches() {
     let (io, addr) = socket();
     let durable = Arc::new(AtomicU64::new(0));
-    let table = Lagging {
-        inner: MemoryTable::new(),
-        durable: durable.clone(),
-    };
+    let table = Lagging::new(&durable);
     let (mut links, _) = mesh(1, 8).unwrap();
     let mut shard = Shard::new(
         io,
@@ -426,20 +447,12 @@ impl Service for Promiser {
         let need = if id % 2 == 0 {
             let b = id.to_be_bytes();
             table
-                .upsert(Lease {
-                    resource: Resource::address(Ipv6Addr::from(u128::from(id))),
-                    ia_type: IaType::Na,
-                    duid: Duid::new(&[0, 4, b[0], b[1], b[2], b[3]]).unwrap(),
-                    iaid: 1,
-                    state: BindingState::Active,
-                    preferred_lifetime: 100,
-                    valid_lifetime: 200,
-                    cltt: now.secs(),
-                    expires_at: now.secs() + 200,
-                    subnet: 0,
-                    partner_lifetime: 0,
-                    update_pending: false,
-                })
+                .upsert(test_lease(
+                    Ipv6Addr::from(u128::from(id)),
+                    &[0, 4, b[0], b[1], b[2], b[3]],
+                    now,
+                    now.secs() + 200,
+                ))
                 .ok()?;
             self.commits.load(Ordering::SeqCst) + 1
         } else {
@@ -455,49 +468,6 @@ impl Service for Promiser {
     }
 
     fn log_counters(&self, _shard: usize) {}
-}
-
-/// [`Lagging`] that also publishes how many batches were committed.
-struct Counting {
-    inner: Lagging,
-    commits: Arc<AtomicU64>,
-}
-
-impl LeaseTable for Counting {
-    fn ia_leases(&self, duid: &Duid, ia_type: IaType, iaid: u32, out: &mut Vec<Lease>) {
-        self.inner.ia_leases(duid, ia_type, iaid, out)
-    }
-    fn client_leases(&self, duid: &Duid, out: &mut Vec<Lease>) {
-        self.inner.client_leases(duid, out)
-    }
-    fn by_resource(&self, resource: &Resource) -> Option<Lease> {
-        self.inner.by_resource(resource)
-    }
-    fn upsert(&mut self, lease: Lease) -> Result<(), TableError> {
-        self.inner.upsert(lease)
-    }
-    fn remove(&mut self, resource: &Resource) -> Result<(), TableError> {
-        self.inner.remove(resource)
-    }
-    fn expire(&mut self, now_secs: u64, budget: usize, freed: &mut Vec<Lease>) -> usize {
-        self.inner.expire(now_secs, budget, freed)
-    }
-    fn len(&self) -> usize {
-        self.inner.len()
-    }
-    fn for_each(&self, f: &mut dyn FnMut(&Lease)) {
-        self.inner.for_each(f)
-    }
-    fn commit(&mut self) -> Result<Option<CommitId>, TableError> {
-        let r = self.inner.commit();
-        if let Ok(Some(id)) = r {
-            self.commits.store(id, Ordering::SeqCst);
-        }
-        r
-    }
-    fn durable(&mut self, wait: bool) -> Result<CommitId, TableError> {
-        self.inner.durable(wait)
-    }
 }
 
 #[derive(Clone, Debug)]
@@ -538,10 +508,7 @@ proptest::proptest! {
             sent: Vec::new(),
             violations: Vec::new(),
         };
-        let table = Counting {
-            inner: Lagging { inner: MemoryTable::new(), durable: durable.clone() },
-            commits: commits.clone(),
-        };
+        let table = Lagging { commits: Some(commits.clone()), ..Lagging::new(&durable) };
         let (mut links, _) = mesh(1, 8).unwrap();
         let mut shard = Shard::new(
             io,

@@ -34,9 +34,10 @@ pub use domain::{DomainName, DomainNames};
 pub use error::{Error, ErrorKind};
 pub use message::{Message, RelayMessage, HEADER_LEN, RELAY_HEADER_LEN};
 pub use options::{
-    check_options, find_option_checked, AddressList, ClassData, ClassDataIter, DhcpOption,
-    DuidKind, DuidView, IaAddr, IaNa, IaPd, IaPrefix, IaTa, OptionCodes, Options, PdExclude,
-    RawOption, StatusView,
+    check_options, find_option_checked, AddressIa, AddressList, ClassData, ClassDataIter,
+    DhcpOption, DuidKind, DuidView, Ia, IaAddr, IaKind, IaNa, IaPd, IaPrefix, IaTa, IaWithTimers,
+    NonTemporary, OptionCodes, Options, PdExclude, PrefixDelegation, RawOption, StatusView,
+    Temporary,
 };
 pub use relay::{client_id, parse_relayed, RelayLayer, Relayed, MAX_RELAY_DEPTH};
 pub use repr::{OptionRepr, Repr};

@@ -3,6 +3,7 @@
 //! Every view is built with `new_checked` (or [`DhcpOption::parse`]) from an option body and
 //! checks all lengths once; after that no getter can panic or read out of bounds.
 
+use core::marker::PhantomData;
 use core::net::Ipv6Addr;
 
 use super::codes::*;
@@ -262,32 +263,117 @@ impl<'a> DuidView<'a> {
     }
 }
 
-/// IA_NA (RFC 8415 §21.4): IAID, T1, T2, IA_NA-options.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IaNa<'a> {
-    data: &'a [u8],
+/// What tells the three IA options apart (RFC 8415 §21.4, §21.5, §21.21): their option
+/// code, the fixed header before their options (IA_TA has no T1/T2) and the option that
+/// carries their addresses or prefixes. Implemented by [`NonTemporary`], [`Temporary`] and
+/// [`PrefixDelegation`]; [`Ia`] is generic over it so the three views share one body.
+pub trait IaKind: Copy {
+    /// OPTION_IA_NA, OPTION_IA_TA or OPTION_IA_PD.
+    const CODE: u16;
+    /// IAID (4) + T1 (4) + T2 (4) for IA_NA and IA_PD; IAID only for IA_TA.
+    const HEADER_LEN: usize;
+    /// OPTION_IAADDR or OPTION_IAPREFIX.
+    const ENTRY_CODE: u16;
+    /// Checks one entry body (an IAADDR or IAPREFIX) completely.
+    fn check_entry(data: &[u8]) -> Result<(), Error>;
 }
 
-impl<'a> IaNa<'a> {
-    pub const HEADER_LEN: usize = 12;
+/// IA kinds with T1 and T2 in their header (IA_NA, IA_PD).
+pub trait IaWithTimers: IaKind {}
 
+/// IA kinds that hold addresses (IA_NA, IA_TA).
+pub trait AddressIa: IaKind {}
+
+/// IA_NA (RFC 8415 §21.4): non-temporary addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NonTemporary {}
+/// IA_TA (RFC 8415 §21.5): temporary addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Temporary {}
+/// IA_PD (RFC 8415 §21.21): delegated prefixes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrefixDelegation {}
+
+impl IaKind for NonTemporary {
+    const CODE: u16 = OPTION_IA_NA;
+    const HEADER_LEN: usize = 12;
+    const ENTRY_CODE: u16 = OPTION_IAADDR;
+    fn check_entry(data: &[u8]) -> Result<(), Error> {
+        IaAddr::new_checked(data).map(|_| ())
+    }
+}
+impl IaKind for Temporary {
+    const CODE: u16 = OPTION_IA_TA;
+    const HEADER_LEN: usize = 4;
+    const ENTRY_CODE: u16 = OPTION_IAADDR;
+    fn check_entry(data: &[u8]) -> Result<(), Error> {
+        IaAddr::new_checked(data).map(|_| ())
+    }
+}
+impl IaKind for PrefixDelegation {
+    const CODE: u16 = OPTION_IA_PD;
+    const HEADER_LEN: usize = 12;
+    const ENTRY_CODE: u16 = OPTION_IAPREFIX;
+    fn check_entry(data: &[u8]) -> Result<(), Error> {
+        IaPrefix::new_checked(data).map(|_| ())
+    }
+}
+impl IaWithTimers for NonTemporary {}
+impl IaWithTimers for PrefixDelegation {}
+impl AddressIa for NonTemporary {}
+impl AddressIa for Temporary {}
+
+/// An IA option body: IAID, T1 and T2 where the kind has them, then the IA's options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ia<'a, K: IaKind> {
+    data: &'a [u8],
+    kind: PhantomData<K>,
+}
+
+/// IA_NA (RFC 8415 §21.4): IAID, T1, T2, IA_NA-options.
+pub type IaNa<'a> = Ia<'a, NonTemporary>;
+/// IA_TA (RFC 8415 §21.5): IAID and IA_TA-options (no T1/T2).
+pub type IaTa<'a> = Ia<'a, Temporary>;
+/// IA_PD (RFC 8415 §21.21): IAID, T1, T2, IA_PD-options. Same layout as IA_NA.
+pub type IaPd<'a> = Ia<'a, PrefixDelegation>;
+
+impl<'a, K: IaKind> Ia<'a, K> {
+    pub const HEADER_LEN: usize = K::HEADER_LEN;
+
+    /// Checks the header length and the structure of the IA's options (not their bodies;
+    /// see [`Ia::check_entries`]).
     pub fn new_checked(data: &'a [u8]) -> Result<Self, Error> {
-        at_least(data, Self::HEADER_LEN, OPTION_IA_NA)?;
-        check_options(&data[Self::HEADER_LEN..])?;
-        Ok(IaNa { data })
+        at_least(data, K::HEADER_LEN, K::CODE)?;
+        check_options(&data[K::HEADER_LEN..])?;
+        Ok(Ia {
+            data,
+            kind: PhantomData,
+        })
     }
     pub fn iaid(&self) -> u32 {
         be32(self.data, 0)
     }
+    pub fn options(&self) -> Options<'a> {
+        Options::new_unchecked(&self.data[K::HEADER_LEN..])
+    }
+    /// Checks every IAADDR / IAPREFIX body in the IA, so later views of them cannot fail.
+    pub fn check_entries(&self) -> Result<(), Error> {
+        self.options()
+            .get_all(K::ENTRY_CODE)
+            .try_for_each(K::check_entry)
+    }
+}
+
+impl<K: IaWithTimers> Ia<'_, K> {
     pub fn t1(&self) -> u32 {
         be32(self.data, 4)
     }
     pub fn t2(&self) -> u32 {
         be32(self.data, 8)
     }
-    pub fn options(&self) -> Options<'a> {
-        Options::new_unchecked(&self.data[Self::HEADER_LEN..])
-    }
+}
+
+impl<'a, K: AddressIa> Ia<'a, K> {
     /// The IAADDR options (the addresses the client asks for or holds).
     pub fn addresses(&self) -> impl Iterator<Item = Result<IaAddr<'a>, Error>> {
         self.options()
@@ -296,64 +382,12 @@ impl<'a> IaNa<'a> {
     }
 }
 
-/// IA_PD (RFC 8415 §21.21): IAID, T1, T2, IA_PD-options. Same layout as IA_NA.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IaPd<'a> {
-    data: &'a [u8],
-}
-
 impl<'a> IaPd<'a> {
-    pub const HEADER_LEN: usize = 12;
-
-    pub fn new_checked(data: &'a [u8]) -> Result<Self, Error> {
-        at_least(data, Self::HEADER_LEN, OPTION_IA_PD)?;
-        check_options(&data[Self::HEADER_LEN..])?;
-        Ok(IaPd { data })
-    }
-    pub fn iaid(&self) -> u32 {
-        be32(self.data, 0)
-    }
-    pub fn t1(&self) -> u32 {
-        be32(self.data, 4)
-    }
-    pub fn t2(&self) -> u32 {
-        be32(self.data, 8)
-    }
-    pub fn options(&self) -> Options<'a> {
-        Options::new_unchecked(&self.data[Self::HEADER_LEN..])
-    }
     /// The IAPREFIX options (the prefixes the client asks for or holds).
     pub fn prefixes(&self) -> impl Iterator<Item = Result<IaPrefix<'a>, Error>> {
         self.options()
             .get_all(OPTION_IAPREFIX)
             .map(IaPrefix::new_checked)
-    }
-}
-
-/// IA_TA (RFC 8415 §21.5): IAID and IA_TA-options (no T1/T2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IaTa<'a> {
-    data: &'a [u8],
-}
-
-impl<'a> IaTa<'a> {
-    pub const HEADER_LEN: usize = 4;
-
-    pub fn new_checked(data: &'a [u8]) -> Result<Self, Error> {
-        at_least(data, Self::HEADER_LEN, OPTION_IA_TA)?;
-        check_options(&data[Self::HEADER_LEN..])?;
-        Ok(IaTa { data })
-    }
-    pub fn iaid(&self) -> u32 {
-        be32(self.data, 0)
-    }
-    pub fn options(&self) -> Options<'a> {
-        Options::new_unchecked(&self.data[Self::HEADER_LEN..])
-    }
-    pub fn addresses(&self) -> impl Iterator<Item = Result<IaAddr<'a>, Error>> {
-        self.options()
-            .get_all(OPTION_IAADDR)
-            .map(IaAddr::new_checked)
     }
 }
 
