@@ -13,6 +13,10 @@ use std::process::Command;
 const SOURCE: &str = "bpf/tandem_xdp.c";
 
 fn main() {
+    // Only the AF_XDP backend (cargo feature `xdp`) embeds the program.
+    if env::var_os("CARGO_FEATURE_XDP").is_none() {
+        return;
+    }
     println!("cargo:rerun-if-changed={SOURCE}");
     println!("cargo:rerun-if-env-changed=TANDEM_CLANG");
 

@@ -209,6 +209,8 @@ struct World {
     stats: Stats,
     clients_active: bool,
     trace: VecDeque<String>,
+    /// `TANDEM_SIM_WATCH`: a resource whose records are traced at both servers.
+    watch: Option<(Resource, [Option<Lease>; 2])>,
 }
 
 impl World {
@@ -245,6 +247,7 @@ impl World {
             stats,
             clients_active: true,
             trace: VecDeque::new(),
+            watch: watch_from_env().map(|r| (r, [None, None])),
         }
     }
 
@@ -254,6 +257,25 @@ impl World {
         }
         self.trace
             .push_back(format!("t={:>7.1} {s}", (self.now - T0_MS) as f64 / 1000.0));
+    }
+
+    /// Traces every change of the watched resource's record (`TANDEM_SIM_WATCH`).
+    fn watch(&mut self, what: &str) {
+        let Some((r, mut seen)) = self.watch else {
+            return;
+        };
+        let mut lines = Vec::new();
+        for (server, last) in self.servers.iter().zip(seen.iter_mut()) {
+            let now = server.table.by_resource(&r);
+            if now != *last {
+                *last = now;
+                lines.push(format!("watch {:?} {r} after {what}: {now:?}", server.role));
+            }
+        }
+        self.watch = Some((r, seen));
+        for l in lines {
+            self.log(l);
+        }
     }
 
     fn violation(&mut self, s: String) {
@@ -369,6 +391,7 @@ impl World {
                     assert_eq!(used, m.bytes.len(), "whole frames are sent");
                 }
                 self.drain_events(to);
+                self.watch("rx");
                 moved = true;
             }
             for i in 0..2 {
@@ -382,6 +405,7 @@ impl World {
                     while ep.poll_transmit(now, &mut s.table, &mut buf) {}
                 }
                 self.drain_events(i);
+                self.watch("tx");
                 if !buf.is_empty() {
                     let lat = self.rng.below(self.latency_max_ms + 1);
                     let at = (self.now + lat).max(self.last_deliver[i]);
@@ -831,8 +855,13 @@ impl World {
             // Records that hold the resource (any non-free state). The two sides may differ
             // in state for a while by design: the sender of a lease expires it at the
             // client's end, the receiver at the partner lifetime (§3).
+            // Acknowledged EXPIRED/RELEASED records that one side holds until a deadline
+            // (after a partner recovering from lost storage acknowledged them) are free
+            // for the pair; only their time of removal differs.
             let _ = now_s;
-            if binding::holds_resource(l) {
+            let held_free = matches!(l.state, BindingState::Expired | BindingState::Released)
+                && !l.update_pending;
+            if binding::holds_resource(l) && !held_free {
                 set.insert((l.resource, l.duid.as_bytes().to_vec()));
             }
         });
@@ -853,6 +882,7 @@ impl World {
                     let s = &mut self.servers[i];
                     s.ep.as_mut().unwrap().handle_timeout(now, &mut s.table);
                     self.drain_events(i);
+                    self.watch("timeout");
                 }
             }
         }
@@ -860,9 +890,11 @@ impl World {
         self.pump();
         for c in 0..self.clients.len() {
             self.client_step(c);
+            self.watch("client");
         }
         for i in 0..2 {
             self.expire_leases(i);
+            self.watch("expiry");
         }
         self.pump();
         for i in 0..2 {
@@ -917,7 +949,15 @@ impl World {
         }
         if alive == [true, true] && self.rng.chance(2) {
             let i = self.rng.below(2) as usize;
-            let lose = self.rng.chance(300);
+            // Stable storage is only lost while the partner holds a full copy of the
+            // bindings: not while it is itself still recovering one (STARTUP, RECOVER).
+            // Losing both copies is a double fault no protocol survives; RECOVER-WAIT's
+            // MCLT (§8.6.2) only covers what the lost server did alone.
+            let partner_has_copy = !matches!(
+                self.servers[1 - i].state(),
+                Some(ServerState::Startup | ServerState::Recover)
+            );
+            let lose = self.rng.chance(300) && partner_has_copy;
             self.lose_storage[i] = lose;
             self.restart_at[i] = self.now + self.rng.range(2_000, 200_000);
             self.crash(i, lose);
@@ -1289,6 +1329,14 @@ fn random_schedules() {
     if let Some((seed, v, trace)) = first_failure {
         panic!("seed {seed}: {v:?}\ntrace (last events):\n{trace}");
     }
+}
+
+fn watch_from_env() -> Option<Resource> {
+    let spec = std::env::var("TANDEM_SIM_WATCH").ok()?;
+    Some(match spec.split_once('/') {
+        Some((a, l)) => Resource::prefix(a.parse().ok()?, l.parse().ok()?),
+        None => Resource::address(spec.parse().ok()?),
+    })
 }
 
 /// How many trace lines a failing run prints (`TANDEM_SIM_TRACE`, default 400).

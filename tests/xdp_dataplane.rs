@@ -14,6 +14,9 @@
 //! `txdp-<test>-<pid>-c`. Tagged (802.1Q, QinQ) clients are scapy (/usr/bin/python3) on a raw
 //! socket on `xcli0`, since the test kernel has no VLAN interfaces.
 
+// The AF_XDP backend is the `xdp` cargo feature (on by default).
+#![cfg(feature = "xdp")]
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv6Addr, SocketAddrV6, TcpListener, TcpStream, UdpSocket};
 use std::process::{Child, Command, Stdio};

@@ -10,6 +10,9 @@
 //!
 //! Run as root: `cargo test --test xdp_serve`.
 
+// The AF_XDP backend is the `xdp` cargo feature (on by default).
+#![cfg(feature = "xdp")]
+
 mod common;
 
 use std::collections::HashMap;

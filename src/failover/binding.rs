@@ -314,6 +314,27 @@ pub fn store(
     })
 }
 
+/// The record of an EXPIRED or RELEASED update kept (instead of [`Stored::Remove`]) by a
+/// server that must hold the resource for a while: acknowledged (`update_pending` clear),
+/// with the update's client, lifetimes and CLTT. The caller sets `expires_at`.
+pub fn held_record(client: &Duid, rec: &LeaseRecord, base_time: u32, subnet: u32) -> Lease {
+    let start = rec.start_time_of_state.map(to_unix).unwrap_or(0);
+    Lease {
+        resource: rec.resource,
+        ia_type: rec.ia_type,
+        duid: *client,
+        iaid: rec.iaid,
+        state: rec.status,
+        preferred_lifetime: rec.preferred_lifetime,
+        valid_lifetime: rec.valid_lifetime,
+        cltt: rec.clt_abs(base_time).map(to_unix).unwrap_or(start),
+        expires_at: u64::MAX,
+        subnet,
+        partner_lifetime: 0,
+        update_pending: false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

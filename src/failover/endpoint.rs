@@ -230,6 +230,10 @@ pub struct Endpoint {
     answering: Option<(u32, u64)>,
     /// Our own UPDREQ/UPDREQALL awaiting UPDDONE (its xid stays reserved, §5.4).
     update_request: Option<u32>,
+    /// The partner asked for UPDREQALL (§8.5.2: it lost its stable storage) and has not
+    /// reached NORMAL since. Its acknowledgements of EXPIRED/RELEASED leases do not free
+    /// them ([`Endpoint::acknowledged`]).
+    partner_lost_storage: bool,
     pool: PrefixPool,
     events: VecDeque<Event>,
     counters: Counters,
@@ -313,6 +317,7 @@ impl Endpoint {
             outstanding: HashMap::new(),
             answering: None,
             update_request: None,
+            partner_lost_storage: false,
             pool,
             events: VecDeque::new(),
             counters: Counters::default(),
@@ -633,6 +638,9 @@ impl Endpoint {
             }
             (MessageType::Bndreply, _) => self.on_bndreply(now, table, xid, msg.options()),
             (MessageType::Updreq | MessageType::Updreqall, _) => {
+                if kind == MessageType::Updreqall {
+                    self.partner_lost_storage = true;
+                }
                 self.on_update_request(table, xid, kind == MessageType::Updreqall);
                 Ok(())
             }
@@ -831,6 +839,11 @@ impl Endpoint {
         let partner_start = binding::to_unix(s.start_time_of_state);
         self.persistent.partner_state = Some(s.state);
         self.persistent.partner_start_time_of_state = partner_start;
+        if s.state == ServerState::Normal {
+            // The partner's recovery is over (§8.7.2): RECOVER-WAIT let the leases it
+            // granted before losing its storage expire or reach us.
+            self.partner_lost_storage = false;
+        }
         if !self.persistent.communicated {
             self.persistent.communicated = true;
         }
@@ -1104,6 +1117,20 @@ impl Endpoint {
             .or_else(|| self.pool.contains(r).then_some(0))
     }
 
+    /// The configured ("desired", §4.4) valid lifetime for `l`'s subnet.
+    fn desired_for(&self, l: &Lease) -> u32 {
+        self.cfg
+            .subnets
+            .get(l.subnet as usize)
+            .map_or(l.valid_lifetime, |s| s.desired_valid.max(l.valid_lifetime))
+    }
+
+    /// Whether this server is rebuilding a lost database from its partner (RECOVER with an
+    /// UPDREQALL, §8.5.2).
+    fn recovering_lost_storage(&self) -> bool {
+        matches!(self.state, State::Recover(r) if r.all && r.update_request.is_some())
+    }
+
     /// §7.5.4 and §7.5.5 for one lease of an OPTION_CLIENT_DATA; returns the error status.
     fn apply_client_record(
         &mut self,
@@ -1128,7 +1155,22 @@ impl Endpoint {
                             // Delegated prefixes return to the primary (§4.2.2).
                             self.pool.set(&rec.resource, PoolStatus::Free);
                         }
-                        if local.is_some() {
+                        if matches!(rec.status, BindingState::Expired | BindingState::Released)
+                            && self.recovering_lost_storage()
+                        {
+                            // We lost our storage: before that we may have renewed this
+                            // client without the partner knowing. Hold the resource until
+                            // such a lost grant has ended (`mclt::recovery_hold`); the
+                            // record is acknowledged (not flagged) and the scan frees it.
+                            let mut l = binding::held_record(duid, rec, base_time, subnet);
+                            l.expires_at = super::mclt::recovery_hold(
+                                &l,
+                                now_s,
+                                self.persistent.mclt,
+                                self.desired_for(&l),
+                            );
+                            table.upsert(l)
+                        } else if local.is_some() {
                             table.remove(&rec.resource)
                         } else {
                             Ok(())
@@ -1271,7 +1313,7 @@ impl Endpoint {
     /// lease did not change since; EXPIRED/RELEASED leases become free (Figure 2, (4)).
     fn acknowledged(
         &mut self,
-        _now: Timestamp,
+        now: Timestamp,
         table: &mut dyn LeaseTable,
         sent: &SentLease,
         plt: Option<u64>,
@@ -1289,6 +1331,30 @@ impl Endpoint {
             l.state == sent.state && l.cltt == sent.cltt && l.expires_at == sent.expires_at;
         if unchanged {
             l.update_pending = false;
+            if matches!(l.state, BindingState::Expired | BindingState::Released)
+                && self.partner_lost_storage
+            {
+                // A partner recovering from lost storage acknowledges from the database we
+                // just sent it (UPDREQALL). Before the loss it may have renewed this very
+                // client (say, from an ACTIVE copy while we were apart and the client
+                // released here), within MCLT of the partner lifetime it held; that grant
+                // is gone from its storage but not from the client. §8.6.2 has the
+                // recovering server wait MCLT so that such leases "contact the other
+                // server or time out": this server must hold the resource for that long,
+                // as in PARTNER-DOWN (§8.4.1), or it could give it to a second client.
+                // The record stays (acknowledged), the scan frees it at the deadline
+                // (`mclt::recovery_hold`). The prefix returns to the primary now, as the
+                // partner has just done.
+                let desired = self.desired_for(&l);
+                l.expires_at =
+                    super::mclt::recovery_hold(&l, now.secs(), self.persistent.mclt, desired);
+                if l.resource.is_prefix() && self.pool.contains(&l.resource) {
+                    self.pool.set(&l.resource, PoolStatus::Free);
+                    self.events.push_back(Event::PoolChanged);
+                }
+                let _ = table.upsert(l);
+                return;
+            }
             if matches!(l.state, BindingState::Expired | BindingState::Released) {
                 // PENDING-FREE → FREE / FREE-BACKUP: an address returns to its bit-127
                 // owner implicitly; a delegated prefix returns to the primary (§4.2.2,
@@ -1429,10 +1495,27 @@ impl Endpoint {
                 self.rebalance(table);
             }
         }
+        // Acknowledged EXPIRED/RELEASED records held past a recovering partner's
+        // acknowledgement ([`Endpoint::acknowledged`]) become free at their deadline.
+        let now_s = now.secs();
+        let mut held = Vec::new();
+        table.for_each(&mut |l: &Lease| {
+            if matches!(l.state, BindingState::Expired | BindingState::Released)
+                && !l.update_pending
+                && l.expires_at <= now_s
+            {
+                held.push(l.resource);
+            }
+        });
+        if !held.is_empty() {
+            for r in held {
+                let _ = table.remove(&r);
+            }
+            let _ = table.commit();
+        }
         if let State::PartnerDown(pd) = self.state {
             // Figure 2 (4): in PARTNER-DOWN an EXPIRED/RELEASED lease becomes free once
             // MCLT has passed, bounded below by §8.4.1's reuse time.
-            let now_s = now.secs();
             let mclt = self.persistent.mclt;
             let subnets = &self.cfg.subnets;
             let mut free = Vec::new();
@@ -1825,5 +1908,72 @@ mod tests {
         }
         assert!(closed);
         assert_eq!(s.ep.counters().skewed, 1);
+    }
+    /// Regression (simulation seeds 37 and 129): a partner that lost its storage and
+    /// recovers with UPDREQALL may have renewed a client before the loss whose lease this
+    /// server has as RELEASED. Neither its acknowledgement here nor its own copy may free
+    /// the resource before such a lost grant has ended (`mclt::recovery_hold`).
+    #[test]
+    fn released_lease_stays_held_across_a_partner_storage_loss() {
+        let (mut p, mut s) = pair(60);
+        let t = |secs: u64| Timestamp(T0 + secs * 1000);
+        p.ep.handle_connected(t(1));
+        s.ep.handle_connected(t(1));
+        drive(&mut p, &mut s, t(1));
+        assert_eq!(p.ep.server_state(), ServerState::Normal);
+        // Apart; the client releases its prefix at the primary.
+        p.ep.handle_disconnected(t(10), &mut p.table);
+        let r = Resource::prefix("2001:db8:100:300::".parse().unwrap(), 56);
+        let mut l = Lease {
+            resource: r,
+            ia_type: IaType::Pd,
+            duid: Duid::new(&[0, 4, 5]).unwrap(),
+            iaid: 5,
+            state: BindingState::Active,
+            preferred_lifetime: 300,
+            valid_lifetime: 600,
+            cltt: T0 / 1000 - 100,
+            expires_at: T0 / 1000 + 500,
+            subnet: 0,
+            partner_lifetime: T0 / 1000 + 800,
+            update_pending: false,
+        };
+        binding::release(&mut l, T0 / 1000 + 20);
+        p.table.upsert(l).unwrap();
+        p.ep.lease_changed(r);
+        // The secondary loses its storage and comes back empty: RECOVER, UPDREQALL.
+        let mut sc = FailoverConfig::new(Role::Secondary);
+        sc.mclt = 1;
+        s = Side {
+            ep: Endpoint::new(sc, None, t(30)),
+            table: MemoryTable::new(),
+        };
+        p.ep.handle_connected(t(40));
+        s.ep.handle_connected(t(40));
+        drive(&mut p, &mut s, t(40));
+        assert_eq!(s.ep.counters().sent[29], 1, "UPDREQALL");
+        let now_s = T0 / 1000 + 40;
+        let hold = now_s + 600 * 3 / 2 + 60;
+        for (side, who) in [(&p, "answering primary"), (&s, "recovering secondary")] {
+            let got = side.table.by_resource(&r).expect(who);
+            assert_eq!(got.state, BindingState::Released, "{who}");
+            assert!(!got.update_pending, "{who}: acknowledged");
+            assert!(
+                got.expires_at >= hold,
+                "{who}: held until {}",
+                got.expires_at
+            );
+            assert!(binding::holds_resource(&got), "{who}");
+        }
+        // The periodic scan frees it at the deadline, not before.
+        for side in [&mut p, &mut s] {
+            let deadline = side.table.by_resource(&r).unwrap().expires_at;
+            side.ep
+                .handle_timeout(Timestamp((deadline - 1) * 1000), &mut side.table);
+            assert!(side.table.by_resource(&r).is_some());
+            side.ep
+                .handle_timeout(Timestamp(deadline * 1000 + 120_000), &mut side.table);
+            assert!(side.table.by_resource(&r).is_none());
+        }
     }
 }

@@ -103,6 +103,36 @@ pub fn reuse_time(
         .saturating_add(u64::from(mclt))
 }
 
+/// How long an EXPIRED/RELEASED resource stays held when one server of the pair has lost
+/// its stable storage and is rebuilding it with UPDREQALL (§8.5.2): on the recovering side
+/// for the records it receives, on the answering side for the acknowledgements it gets.
+///
+/// Before the loss, the lost server may have renewed the lease's client without the other
+/// server knowing (e.g. from an ACTIVE copy while the pair was apart and the client
+/// released the lease at the other server). That grant is gone from its storage, not from
+/// the client, and ends at most MCLT past the partner lifetime the lost server held (§4.4).
+/// That partner lifetime is one the other server sent, at most `cltt + desired * 3/2` of
+/// the other server's latest CLTT for the lease (see [`reuse_time`]), or one the other
+/// server acknowledged for a grant of the lost server, at most its CLTT (before `now`)
+/// `+ desired * 3/2`. §8.6.2's RECOVER-WAIT (MCLT after the failure) covers allocations
+/// the lost server made alone, not these renewals, so the resource is held until
+/// `max(reuse_time(lease, ..., now), now + desired * 3/2) + MCLT`.
+pub fn recovery_hold(lease: &Lease, now_secs: u64, mclt: u32, desired: u32) -> u64 {
+    let client_end = lease
+        .cltt
+        .saturating_add(u64::from(lease.valid_lifetime))
+        .max(lease.cltt);
+    let lost_grant_bound = if desired == INFINITY {
+        u64::MAX
+    } else {
+        now_secs
+            .saturating_add(u64::from(desired))
+            .saturating_add(u64::from(desired / 2))
+            .saturating_add(u64::from(mclt))
+    };
+    reuse_time(lease, client_end, now_secs, mclt, desired).max(lost_grant_bound)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,6 +168,44 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// A grant the lost server made before losing its storage (at `g`, no later than
+        /// the recovery at `now`), clamped by a partner lifetime it may have held — one the
+        /// other server sent for a CLTT up to the record's, or one the other server
+        /// acknowledged for the lost server's own grant — never outlasts the hold.
+        #[test]
+        fn recovery_hold_outlasts_every_lost_grant(
+            cltt in 1_000_000u64..2_000_000,
+            valid in 1u32..10_000,
+            desired in 1u32..10_000,
+            mclt in 0u32..5_000,
+            g_back in 0u64..50_000,
+            now_ahead in 0u64..50_000,
+            own_sent in proptest::bool::ANY,
+        ) {
+            let valid = valid.min(desired);
+            let now = cltt + now_ahead;
+            let g = now.saturating_sub(g_back);
+            let lease = Lease {
+                resource: crate::lease::Resource::address("2001:db8::1".parse().unwrap()),
+                ia_type: crate::lease::IaType::Na,
+                duid: crate::lease::Duid::new(&[0, 4, 1]).unwrap(),
+                iaid: 1,
+                state: crate::lease::BindingState::Released,
+                preferred_lifetime: valid,
+                valid_lifetime: valid,
+                cltt,
+                expires_at: u64::MAX,
+                subnet: 0,
+                partner_lifetime: 0,
+                update_pending: false,
+            };
+            // The partner lifetime the lost server held: sent by us for our latest CLTT,
+            // or acknowledged by us for its own earlier grant.
+            let held = if own_sent { partner_lifetime(g, desired, desired) } else { partner_lifetime(cltt, desired, valid) };
+            let lost = valid_lifetime(desired, held, g, mclt, false);
+            proptest::prop_assert!(g + u64::from(lost) <= recovery_hold(&lease, now, mclt, desired));
+        }
+
         #[test]
         fn clamp_never_breaks_the_rule(desired in 0u32..u32::MAX, acked in 0u64..2_000_000, now in 0u64..2_000_000, mclt in 0u32..100_000) {
             let v = valid_lifetime(desired, acked, now, mclt, false);

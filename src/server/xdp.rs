@@ -8,13 +8,36 @@
 //! stopped; dropping it detaches the program (and a killed process detaches it too: the
 //! attachment is a bpf_link owned by the process).
 
+#[cfg(feature = "xdp")]
 use std::sync::Mutex;
 
-use super::{engine_service, run_shards, serve_uring, Prepared, ServeError};
+#[cfg(feature = "xdp")]
+use super::{engine_service, run_shards};
+use super::{serve_uring, Prepared, ServeError};
 use crate::config::xdp::Fallback;
+#[cfg(feature = "xdp")]
 use crate::io::xdp::{XdpDataPlane, XdpIo};
-use crate::shard::{Reflector, ShardReport};
+#[cfg(feature = "xdp")]
+use crate::shard::Reflector;
+use crate::shard::ShardReport;
 
+/// A tandem built without the `xdp` cargo feature has no AF_XDP backend: the error says
+/// so, and `fallback = "uring"` still applies.
+#[cfg(not(feature = "xdp"))]
+pub(super) fn serve_xdp(p: Prepared, null_reflector: bool) -> Result<Vec<ShardReport>, ServeError> {
+    let error = crate::io::xdp::XdpError::Config(
+        "this tandem was built without the AF_XDP backend (cargo feature \"xdp\"); rebuild \
+         with default features or use backend = \"uring\""
+            .into(),
+    );
+    if p.config.io.xdp.fallback == Fallback::Uring {
+        tracing::error!(error = %error, "serving through io_uring instead ([io.xdp] fallback = \"uring\")");
+        return serve_uring(&p, null_reflector);
+    }
+    Err(error.into())
+}
+
+#[cfg(feature = "xdp")]
 pub(super) fn serve_xdp(
     mut p: Prepared,
     null_reflector: bool,

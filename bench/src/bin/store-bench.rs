@@ -366,12 +366,12 @@ fn main() {
             let mut freed = Vec::new();
             let start = Instant::now();
             let mut changed = 0u64;
-            let mut worst = Duration::ZERO;
+            let mut calls: Vec<Duration> = Vec::new();
             let mut worst_commit = Duration::ZERO;
             loop {
                 let call = Instant::now();
                 let n = t.expire(later, 1024, &mut freed);
-                worst = worst.max(call.elapsed());
+                calls.push(call.elapsed());
                 let call = Instant::now();
                 t.commit().expect("commit");
                 t.durable(false).expect("durable");
@@ -384,6 +384,27 @@ fn main() {
             }
             t.sync().expect("sync");
             let rate = changed as f64 / start.elapsed().as_secs_f64();
+            // Each call is a pause in the shard's packet service: report their distribution.
+            let worst_at = calls
+                .iter()
+                .enumerate()
+                .max_by_key(|(_, d)| **d)
+                .map_or(0, |(i, _)| i);
+            let mut sorted = calls.clone();
+            sorted.sort_unstable();
+            let pct = |q: f64| {
+                sorted
+                    .get(((sorted.len() as f64 * q) as usize).min(sorted.len().saturating_sub(1)))
+                    .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+            };
+            let worst = sorted.last().copied().unwrap_or_default();
+            println!(
+                "expire calls (budget 1024): {} calls, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (call #{worst_at})",
+                calls.len(),
+                pct(0.5),
+                pct(0.99),
+                worst.as_secs_f64() * 1000.0
+            );
             let mut mem = MemoryTable::new();
             for i in 0..leases {
                 let _ = mem.upsert(synthetic(i, now, Placement::Random, 1));

@@ -13,6 +13,9 @@
 //! completion rings) or in one of this queue's lists (`rx_descs[..n]` during a receive,
 //! `tx_free`, `tx_pending`). A frame is read or written only while user space holds it.
 
+// Without the `xdp` feature only the tests below use this module.
+#![cfg_attr(not(feature = "xdp"), allow(dead_code))]
+
 use std::io;
 use std::net::Ipv6Addr;
 use std::sync::atomic::Ordering;

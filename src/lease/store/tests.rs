@@ -477,6 +477,17 @@ proptest! {
             }
             let total: usize = s.tables.iter().map(|t| t.len()).sum();
             prop_assert_eq!(total, oracle.len());
+            // Lookups by client (the delta's per-client chains) agree with the oracle.
+            let mut duids: Vec<Duid> = Vec::new();
+            oracle.for_each(&mut |l| duids.push(l.duid));
+            for d in duids {
+                let (mut got, mut want) = (Vec::new(), Vec::new());
+                s.tables[d.shard_of(shards)].client_leases(&d, &mut got);
+                oracle.client_leases(&d, &mut want);
+                got.sort_by_key(|l| l.resource);
+                want.sort_by_key(|l| l.resource);
+                prop_assert_eq!(got, want);
+            }
         }
         prop_assert_eq!(all_contents(&s.tables), contents(&oracle));
         sync_all(&mut s.tables);
