@@ -67,6 +67,10 @@ counters_interval = 0
 [store]
 durability = "memory"
 TOML
+# XDP_BATCH=N: [io.xdp] batch (frames per receive batch; default 64).
+if [ -n "${XDP_BATCH:-}" ]; then
+    sed -i "s/^counters_interval = 0$/counters_interval = 0\n\n[io.xdp]\nbatch = $XDP_BATCH/" "$WORK/tandem.toml"
+fi
 
 start_server() {
     local args=(serve --config "$WORK/tandem.toml" --data-dir "$WORK/data-$1" --shards 1)
