@@ -1107,11 +1107,8 @@ impl Endpoint {
         self.scratch = u;
         // §7.5.2: the BNDREPLY waits until the accepted data is durable.
         let commit = table.commit().ok().flatten();
-        self.control.push_back(Control::BindingReply {
-            xid,
-            reply,
-            commit,
-        });
+        self.control
+            .push_back(Control::BindingReply { xid, reply, commit });
     }
 
     fn echo(rec: &LeaseRecord, code: Option<StatusCode>) -> LeaseRecord {
