@@ -6,7 +6,8 @@
 //! [`Duid::shard_of`]), so a table is only ever touched by one thread and needs no lock.
 //!
 //! Implementations:
-//! * [`memory::MemoryTable`]: hashbrown maps, no persistence (durability mode `memory`).
+//! * [`memory::MemoryTable`]: a dense vector with hashbrown indexes, no persistence
+//!   (durability mode `memory`).
 //! * the durable store (mmapped rkyv snapshot + delta + io_uring WAL), same trait.
 
 pub mod memory;

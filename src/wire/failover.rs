@@ -22,6 +22,9 @@ pub use super::RawOption;
 pub const FRAME_PREFIX_LEN: usize = 2;
 /// msg-type (1) + transaction-id (3) + sent-time (4) (RFC 8156 §5.2).
 pub const HEADER_LEN: usize = 8;
+/// msg-type (1) + transaction-id (3): the DHCPv6 header (RFC 8415 §8) of the RFC 7653
+/// STARTTLS and REPLY messages, which share the connection before TLS (RFC 8156 §6.1).
+pub const DHCPV6_HEADER_LEN: usize = 4;
 /// Largest message the 2-octet length prefix can describe.
 pub const MAX_MESSAGE_LEN: usize = u16::MAX as usize;
 /// RFC 8156 §6.1: the failover TCP port ("dhcp-failover").
@@ -71,9 +74,12 @@ pub mod option {
 /// One error enum for the failover codec; every variant is a drop counter in the driver.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
 pub enum Error {
-    /// The length prefix announced fewer octets than the 8-octet header.
-    #[error("frame length {0} is shorter than the failover header")]
+    /// The length prefix announced fewer octets than the shortest message header (4).
+    #[error("frame length {0} is shorter than any message header")]
     FrameTooShort(u16),
+    /// A message viewed as STARTTLS/REPLY has another msg-type (RFC 7653 §6.2.2, §9.1).
+    #[error("msg-type {0} is not STARTTLS or REPLY")]
+    NotTlsNegotiation(u8),
     /// The message is shorter than the failover header.
     #[error("message shorter than the 8-octet failover header")]
     HeaderTruncated,
@@ -302,7 +308,9 @@ pub fn split_frame(buf: &[u8]) -> Result<Frame<'_>, Error> {
         });
     };
     let len = u16::from_be_bytes([prefix[0], prefix[1]]);
-    if usize::from(len) < HEADER_LEN {
+    // The STARTTLS/REPLY exchange (RFC 7653 §8.2) uses the 4-octet DHCPv6 header; every
+    // other message the 8-octet failover header, which `Message::new_checked` checks.
+    if usize::from(len) < DHCPV6_HEADER_LEN {
         return Err(Error::FrameTooShort(len));
     }
     let end = FRAME_PREFIX_LEN + usize::from(len);
@@ -379,6 +387,59 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Message<T> {
     /// Rewrites sent-time just before transmission (RFC 8156 §7.1: "as close as possible").
     pub fn set_sent_time(&mut self, secs_since_2000: u32) {
         self.buffer.as_mut()[field::SENT_TIME].copy_from_slice(&secs_since_2000.to_be_bytes());
+    }
+}
+
+/// STARTTLS (RFC 7653 §6.2.2) and the REPLY answering it (§9.1): how a primary asks its
+/// secondary to secure the connection before CONNECT (RFC 8156 §6.1). Unlike every failover
+/// message these are DHCPv6 messages: the RFC 8415 §8 header (msg-type, transaction-id),
+/// no sent-time, inside the same RFC 5460 framing. A receiver tells them apart by msg-type
+/// (23 and 7 are no failover message types, §5.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TlsNegotiation {
+    /// [`MessageType::Starttls`] or [`MessageType::Reply`].
+    pub msg_type: MessageType,
+    pub transaction_id: u32,
+    /// REPLY only: `None` means "go ahead with TLS", `TlsConnectionRefused` refuses (§9.1).
+    pub status: Option<StatusCode>,
+}
+
+impl TlsNegotiation {
+    /// Parses one message (without its length prefix).
+    pub fn parse(message: &[u8]) -> Result<TlsNegotiation, Error> {
+        let Some(header) = message.get(..DHCPV6_HEADER_LEN) else {
+            return Err(Error::HeaderTruncated);
+        };
+        let msg_type = match MessageType::from_u8(header[0]) {
+            Some(t @ (MessageType::Starttls | MessageType::Reply)) => t,
+            _ => return Err(Error::NotTlsNegotiation(header[0])),
+        };
+        let options = Options::new_checked(&message[DHCPV6_HEADER_LEN..])?;
+        Ok(TlsNegotiation {
+            msg_type,
+            transaction_id: u32::from_be_bytes([0, header[1], header[2], header[3]]),
+            // §6.2.2: options in a STARTTLS "SHOULD be ignored".
+            status: match msg_type {
+                MessageType::Reply => top_status(options)?,
+                _ => None,
+            },
+        })
+    }
+
+    /// Appends the framed message to `buf`.
+    pub fn emit(&self, buf: &mut Vec<u8>) -> Result<usize, Error> {
+        let start = buf.len();
+        let mut w = Writer::new(buf);
+        w.bytes(&[0, 0, self.msg_type as u8])
+            .bytes(&self.transaction_id.to_be_bytes()[1..]);
+        if let (MessageType::Reply, Some(code)) = (self.msg_type, self.status) {
+            emit_status(&mut w, code, "");
+        }
+        let (buf, _) = w.finish_with_buffer()?;
+        let len = buf.len() - start - FRAME_PREFIX_LEN;
+        // At most 4 + 6 octets: always fits the prefix.
+        buf[start..start + FRAME_PREFIX_LEN].copy_from_slice(&(len as u16).to_be_bytes());
+        Ok(len + FRAME_PREFIX_LEN)
     }
 }
 
@@ -482,10 +543,7 @@ impl<'a> Builder<'a> {
 
     /// OPTION_STATUS_CODE (RFC 8415 §21.13) with a UTF-8 message.
     pub fn status(&mut self, code: StatusCode, text: &str) -> &mut Self {
-        self.w
-            .nested(option::STATUS_CODE, &(code as u16).to_be_bytes(), |w| {
-                w.bytes(text.as_bytes());
-            });
+        emit_status(&mut self.w, code, text);
         self
     }
 
