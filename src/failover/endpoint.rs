@@ -245,6 +245,8 @@ pub struct Endpoint {
     leases: Vec<Lease>,
     /// Buffers of sent BNDREPLYs and acknowledged BNDUPDs, reused so a resync of a million
     /// bindings does not allocate per binding (at most [`SPARE_BUFFERS`] of each are kept).
+    // Boxes, not values: they move into `Control::BindingReply` and back without copying.
+    #[allow(clippy::vec_box)]
     spare_replies: Vec<Box<BindingUpdateRepr>>,
     spare_sent: Vec<Vec<SentLease>>,
 }
