@@ -308,6 +308,22 @@ pub trait LeaseTable {
         self.for_each(&mut |l| f(&l.resource, l.state, l.expires_at));
     }
 
+    /// [`LeaseTable::for_each_resource`] for the records whose resource lies in
+    /// `first..=last` (in `Resource` order): a table sorted by resource reads only that
+    /// range (the allocator's startup pass reads only its prefix pools).
+    fn for_each_resource_in(
+        &self,
+        first: &Resource,
+        last: &Resource,
+        f: &mut dyn FnMut(&Resource, BindingState, u64),
+    ) {
+        self.for_each_resource(&mut |r, state, expires_at| {
+            if first <= r && r <= last {
+                f(r, state, expires_at);
+            }
+        });
+    }
+
     /// Seals the changes since the previous call into one batch and starts making it durable.
     /// Returns the batch id, or `None` if nothing changed.
     fn commit(&mut self) -> Result<Option<CommitId>, TableError>;

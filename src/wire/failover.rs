@@ -787,7 +787,7 @@ struct LeaseOptions {
 }
 
 impl LeaseOptions {
-    fn parse(opts: Options<'_>) -> Result<LeaseOptions, Error> {
+    fn parse(opts: Options<'_>, reply: bool) -> Result<LeaseOptions, Error> {
         let mut l = LeaseOptions::default();
         for o in opts {
             match o.code {
@@ -806,7 +806,9 @@ impl LeaseOptions {
                     set_once(&mut l.raw_clt, o.code, option_u32(&o)?)?
                 }
                 option::F_EXPIRATION_TIME => set_once(&mut l.exp, o.code, option_u32(&o)?)?,
-                option::F_PARTNER_LIFETIME_SENT => {
+                // §5.5.8, §7.6: only a BNDREPLY echoes a partner lifetime; §7.4 does not list
+                // it for a BNDUPD, which is decoded as if it were absent.
+                option::F_PARTNER_LIFETIME_SENT if reply => {
                     set_once(&mut l.plt_sent, o.code, option_u32(&o)?)?
                 }
                 option::STATUS_CODE => set_once(&mut l.code, o.code, status_of(&o)?)?,
@@ -852,7 +854,7 @@ impl BindingUpdateRepr {
         };
         if subject.code == option::IAPREFIX {
             self.subject = Subject::Prefix;
-            let (rec, base) = Self::parse_prefix(&subject)?;
+            let (rec, base) = Self::parse_prefix(&subject, reply)?;
             self.base_time = base_time(base)?;
             self.top_status = rec.status_code;
             self.records.push(rec);
@@ -868,7 +870,7 @@ impl BindingUpdateRepr {
                 option::CLIENTID => set_once(&mut duid, o.code, o.data)?,
                 option::LQ_BASE_TIME => set_once(&mut base, o.code, option_u32(&o)?)?,
                 option::STATUS_CODE => set_once(&mut top, o.code, status_of(&o)?)?,
-                option::IA_NA | option::IA_TA | option::IA_PD => self.parse_ia(&o)?,
+                option::IA_NA | option::IA_TA | option::IA_PD => self.parse_ia(&o, reply)?,
                 _ => {}
             }
         }
@@ -890,7 +892,7 @@ impl BindingUpdateRepr {
     }
 
     /// One IA_NA / IA_TA / IA_PD of a CLIENT_DATA (RFC 8415 §21.4, §21.5, §21.21).
-    fn parse_ia(&mut self, ia: &RawOption<'_>) -> Result<(), Error> {
+    fn parse_ia(&mut self, ia: &RawOption<'_>, reply: bool) -> Result<(), Error> {
         let (ia_type, fixed_len) = match ia.code {
             option::IA_NA => (IaType::Na, 12),
             option::IA_TA => (IaType::Ta, 4),
@@ -914,8 +916,8 @@ impl BindingUpdateRepr {
                     set_once(&mut ia_status, lo.code, status_of(&lo)?)?;
                     continue;
                 }
-                (IaType::Na | IaType::Ta, option::IAADDR) => Self::parse_addr(&lo)?,
-                (IaType::Pd, option::IAPREFIX) => Self::parse_prefix(&lo)?.0,
+                (IaType::Na | IaType::Ta, option::IAADDR) => Self::parse_addr(&lo, reply)?,
+                (IaType::Pd, option::IAPREFIX) => Self::parse_prefix(&lo, reply)?.0,
                 _ => continue,
             };
             rec.ia_type = ia_type;
@@ -962,13 +964,13 @@ impl BindingUpdateRepr {
         })
     }
 
-    fn parse_addr(o: &RawOption<'_>) -> Result<LeaseRecord, Error> {
+    fn parse_addr(o: &RawOption<'_>, reply: bool) -> Result<LeaseRecord, Error> {
         // RFC 8415 §21.6: address (16), preferred (4), valid (4), options.
         let d = o.data;
         if d.len() < 24 {
             return Err(Error::BadOptionLength(o.code));
         }
-        let l = LeaseOptions::parse(nested(o, 24)?)?;
+        let l = LeaseOptions::parse(nested(o, 24)?, reply)?;
         Self::record(
             IaType::Na,
             Resource::address(ipv6_at(d, 0)),
@@ -978,7 +980,7 @@ impl BindingUpdateRepr {
         )
     }
 
-    fn parse_prefix(o: &RawOption<'_>) -> Result<(LeaseRecord, Option<u32>), Error> {
+    fn parse_prefix(o: &RawOption<'_>, reply: bool) -> Result<(LeaseRecord, Option<u32>), Error> {
         // RFC 8415 §21.22: preferred (4), valid (4), prefix-length (1), prefix (16), options.
         let d = o.data;
         if d.len() < 25 {
@@ -988,7 +990,7 @@ impl BindingUpdateRepr {
         if plen > 128 {
             return Err(Error::BadPrefixLength);
         }
-        let l = LeaseOptions::parse(nested(o, 25)?)?;
+        let l = LeaseOptions::parse(nested(o, 25)?, reply)?;
         let base = l.base_time;
         let rec = Self::record(
             IaType::Pd,
@@ -1189,6 +1191,42 @@ mod tests {
         let mut back = BindingUpdateRepr::default();
         back.parse(m.options(), false).unwrap();
         assert_eq!(back, u);
+    }
+
+    /// Fuzz finding (failover_parse, 2026-11-22): a BNDUPD whose IAADDR carried
+    /// OPTION_F_PARTNER_LIFETIME_SENT decoded with it, re-emitted without it (§7.4 has no
+    /// such field in a BNDUPD) and so changed on the round trip.
+    #[test]
+    fn partner_lifetime_sent_is_a_bndreply_field() {
+        let mut buf = Vec::new();
+        let mut b = Builder::new(&mut buf, MessageType::Bndupd, 0x10, 2);
+        let data = b.begin(option::CLIENT_DATA);
+        b.client_id(duid().as_bytes())
+            .u32_option(option::LQ_BASE_TIME, 1000)
+            .ia_na(1, 1500, 2400, |w| {
+                w.ia_addr("2001:db8::1".parse().unwrap(), 3000, 3600, |w| {
+                    w.u8_option(option::F_BINDING_STATUS, 1)
+                        .u32_option(option::F_START_TIME_OF_STATE, 900)
+                        .u32_option(option::F_PARTNER_LIFETIME_SENT, 5000);
+                });
+            });
+        b.end(data);
+        b.finish().unwrap();
+        let m = Message::new_checked(&buf[2..]).unwrap();
+        let mut u = BindingUpdateRepr::default();
+        u.parse(m.options(), false).unwrap();
+        assert_eq!(u.records[0].partner_lifetime_sent, None);
+        let mut again = Vec::new();
+        let mut b = Builder::new(&mut again, MessageType::Bndupd, 0x10, 2);
+        u.emit(&mut b, false);
+        b.finish().unwrap();
+        let mut back = BindingUpdateRepr::default();
+        back.parse(Message::new_checked(&again[2..]).unwrap().options(), false)
+            .unwrap();
+        assert_eq!(back, u);
+        // Read as a BNDREPLY, the same option is the echoed partner lifetime.
+        u.parse(m.options(), true).unwrap();
+        assert_eq!(u.records[0].partner_lifetime_sent, Some(5000));
     }
 
     #[test]
