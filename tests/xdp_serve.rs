@@ -263,7 +263,13 @@ fn perfdhcp_sarr_10k_clients() {
             .get(exchange)
             .copied()
             .unwrap_or_else(|| panic!("no {exchange} statistics:\n{}", run.output));
-        assert_eq!(sent, 10_000, "{exchange}:\n{}", run.output);
+        // perfdhcp's multi-threaded rate control can overshoot -n by a few packets when
+        // its threads are descheduled (seen: 10,004); every one sent must be answered.
+        assert!(
+            (10_000..=10_100).contains(&sent),
+            "{exchange}:\n{}",
+            run.output
+        );
         assert_eq!(received, sent, "{exchange}:\n{}", run.output);
         assert_eq!(drops, 0, "{exchange}:\n{}", run.output);
     }

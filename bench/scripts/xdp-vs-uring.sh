@@ -14,6 +14,9 @@ SECS=${2:-5}
 SERVERS=${SERVERS:-"uring xdp xdp-reflect xdp-null"}
 GEN=${GEN:-xdp}
 WINDOW=${WINDOW:-1024}
+# RT=1: run server and generator SCHED_FIFO (chrt -f 1) so that on a machine shared with
+# niced background jobs their wake-ups are not delayed behind them (see docs/benchmarks.md).
+if [ -n "${RT:-}" ]; then PRIO=(chrt -f 1); else PRIO=(); fi
 BIN=target/release
 S=xdpbench-s-$$; C=xdpbench-c-$$
 WORK=$(mktemp -d)
@@ -64,6 +67,10 @@ counters_interval = 0
 [store]
 durability = "memory"
 TOML
+# XDP_BATCH=N: [io.xdp] batch (frames per receive batch; default 64).
+if [ -n "${XDP_BATCH:-}" ]; then
+    sed -i "s/^counters_interval = 0$/counters_interval = 0\n\n[io.xdp]\nbatch = $XDP_BATCH/" "$WORK/tandem.toml"
+fi
 
 start_server() {
     local args=(serve --config "$WORK/tandem.toml" --data-dir "$WORK/data-$1" --shards 1)
@@ -75,9 +82,9 @@ start_server() {
     esac
     rm -rf "$WORK/data-$1"
     if [ "$1" = xdp-reflect ]; then
-        ip netns exec "$S" taskset -c 0 "$BIN/xdp-rig" reflect --interface srv0 >"$WORK/$1.log" 2>&1 &
+        ip netns exec "$S" "${PRIO[@]}" taskset -c 0 "$BIN/xdp-rig" reflect --interface srv0 >"$WORK/$1.log" 2>&1 &
     else
-        ip netns exec "$S" taskset -c 0 "$BIN/tandem" "${args[@]}" >"$WORK/$1.log" 2>&1 &
+        ip netns exec "$S" "${PRIO[@]}" taskset -c 0 "$BIN/tandem" "${args[@]}" >"$WORK/$1.log" 2>&1 &
     fi
     SRV_PID=$!
     for _ in $(seq 50); do
@@ -94,12 +101,12 @@ stop_server() {
 SERVER_MAC=$(ip netns exec "$S" cat /sys/class/net/srv0/address)
 generate() {
     if [ "$GEN" = xdp ]; then
-        ip netns exec "$C" taskset -c 1 timeout $((SECS + 60)) "$BIN/xdp-rig" run \
+        ip netns exec "$C" "${PRIO[@]}" taskset -c 1 timeout $((SECS + 60)) "$BIN/xdp-rig" run \
             --interface cli0 --server-mac "$SERVER_MAC" --target '[2001:db8:1::1]:547' \
             --scenario sarr --subscribers 20000 --duration "$SECS" --window "$WINDOW" \
             --link-base 2001:db8:2:: 2>&1
     else
-        ip netns exec "$C" taskset -c 1 timeout $((SECS + 60)) "$BIN/tandem-bench" run \
+        ip netns exec "$C" "${PRIO[@]}" taskset -c 1 timeout $((SECS + 60)) "$BIN/tandem-bench" run \
             --target '[2001:db8:1::1]:547' --scenario sarr --subscribers 20000 \
             --duration "$SECS" --rate max --window "$WINDOW" --link-base 2001:db8:2:: --quiet 2>&1
     fi
@@ -112,7 +119,13 @@ for round in $(seq "$ROUNDS"); do
     printf '%-6s' "$round"
     for s in $SERVERS; do
         start_server "$s"
+        stat0=$(grep -E '^cpu[01] ' /proc/stat)
         out=$(generate) || true
+        stat1=$(grep -E '^cpu[01] ' /proc/stat)
+        if [ -n "${CPUSTAT:-}" ]; then
+            # Per-CPU split over the generator run: user nice system idle iowait irq softirq.
+            paste <(echo "$stat0") <(echo "$stat1") | awk -v s="$s" '{t=0; for(i=2;i<=11;i++){d[i]=$(i+11)-$i; t+=d[i]} printf "  %s %s: user %.0f%% nice %.0f%% sys %.0f%% idle %.0f%% softirq %.0f%%\n", s, $1, 100*d[2]/t, 100*d[3]/t, 100*d[4]/t, 100*d[5]/t, 100*d[8]/t}' >&2
+        fi
         # Server CPU (user + system, clock ticks) over start-up and the run.
         ticks=$(awk '{print $14 + $15}' "/proc/$SRV_PID/stat")
         stop_server

@@ -417,14 +417,19 @@ impl Engine {
     pub fn load(&mut self, table: &dyn LeaseTable) {
         self.rebuild_bitmaps();
         let maps = &mut self.prefixes;
-        // Resource, state and expiry only: a mapped table scans its records in place.
-        table.for_each_resource(&mut |r: &Resource, state, expires_at| {
-            if r.is_prefix() && state_occupies(state, expires_at, 0) {
-                if let Some((s, i, idx)) = Self::locate_prefix(maps, r.addr, r.prefix_len) {
-                    maps[s][i].take(idx);
+        // Only the prefix pools' ranges, and resource, state and expiry only: a mapped
+        // table walks just those records, in place.
+        for pool in self.config.subnets.iter().flat_map(|s| s.pd_pools.iter()) {
+            let first = Resource::prefix(pool.prefix.addr, 0);
+            let last = Resource::prefix(Ipv6Addr::from(pool.prefix.last()), 128);
+            table.for_each_resource_in(&first, &last, &mut |r: &Resource, state, expires_at| {
+                if r.is_prefix() && state_occupies(state, expires_at, 0) {
+                    if let Some((s, i, idx)) = Self::locate_prefix(maps, r.addr, r.prefix_len) {
+                        maps[s][i].take(idx);
+                    }
                 }
-            }
-        });
+            });
+        }
     }
 
     /// Resources in this shard's partition that belong to clients of other shards (the
@@ -615,8 +620,13 @@ impl Engine {
         let config = self.config.clone();
         let link = select_link(&config, &relayed, rx);
         let duid = req.client_id.and_then(Duid::new);
+        // By reference: the inline Duid is 131 bytes.
+        let reservation = match &duid {
+            Some(d) => self.find_reservation(&relayed, d.as_bytes()),
+            None => None,
+        };
         let client = Client {
-            reservation: duid.and_then(|d| self.find_reservation(&relayed, d.as_bytes())),
+            reservation,
             duid: duid.unwrap_or(self.server_duid),
             link,
         };

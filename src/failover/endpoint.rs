@@ -11,7 +11,11 @@
 //! the accepted update durable (§7.5.2: "MUST NOT send a BNDREPLY before the DB is
 //! updated").
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
+
+// hashbrown's default hasher (foldhash), not std's SipHash: the keys are our own records, not
+// attacker-chosen, and an UPDREQALL answer does several lookups per binding.
+use hashbrown::{HashMap, HashSet};
 
 use super::binding::{self, Stored, Verdict};
 use super::pool::{PoolStatus, PrefixPool};
@@ -242,7 +246,16 @@ pub struct Endpoint {
     counters: Counters,
     scratch: BindingUpdateRepr,
     leases: Vec<Lease>,
+    /// Buffers of sent BNDREPLYs and acknowledged BNDUPDs, reused so a resync of a million
+    /// bindings does not allocate per binding (at most [`SPARE_BUFFERS`] of each are kept).
+    // Boxes, not values: they move into `Control::BindingReply` and back without copying.
+    #[allow(clippy::vec_box)]
+    spare_replies: Vec<Box<BindingUpdateRepr>>,
+    spare_sent: Vec<Vec<SentLease>>,
 }
+
+/// More than a window of MAX_UNACKED_BNDUPD in flight is never needed at once.
+const SPARE_BUFFERS: usize = 256;
 
 impl Endpoint {
     /// Starts an endpoint in STARTUP (§8.3). `persisted` is what the store saved from
@@ -327,6 +340,8 @@ impl Endpoint {
             counters: Counters::default(),
             scratch: BindingUpdateRepr::default(),
             leases: Vec::new(),
+            spare_replies: Vec::new(),
+            spare_sent: Vec::new(),
             cfg,
         };
         e.persistent.last_operating_time = now_s;
@@ -694,6 +709,11 @@ impl Endpoint {
         if let Some(pos) = pos {
             if let Some(c) = self.control.remove(pos) {
                 let sent = self.emit_control(now, &c, buf);
+                if let Control::BindingReply { reply, .. } = c {
+                    if self.spare_replies.len() < SPARE_BUFFERS {
+                        self.spare_replies.push(reply);
+                    }
+                }
                 if let Some(t) = sent {
                     self.sent(now, t);
                     return true;
@@ -1088,12 +1108,11 @@ impl Endpoint {
             return;
         }
         let now_s = now.secs();
-        let mut reply = BindingUpdateRepr {
-            subject: u.subject,
-            base_time: 0,
-            top_status: None,
-            records: Vec::with_capacity(u.records.len()),
-        };
+        let mut reply = self.spare_replies.pop().unwrap_or_default();
+        reply.subject = u.subject;
+        reply.base_time = 0;
+        reply.top_status = None;
+        reply.records.clear();
         match u.subject {
             Subject::Client(duid) => {
                 for rec in &u.records {
@@ -1112,11 +1131,8 @@ impl Endpoint {
         self.scratch = u;
         // §7.5.2: the BNDREPLY waits until the accepted data is durable.
         let commit = table.commit().ok().flatten();
-        self.control.push_back(Control::BindingReply {
-            xid,
-            reply: Box::new(reply),
-            commit,
-        });
+        self.control
+            .push_back(Control::BindingReply { xid, reply, commit });
     }
 
     fn echo(rec: &LeaseRecord, code: Option<StatusCode>) -> LeaseRecord {
@@ -1320,6 +1336,11 @@ impl Endpoint {
         }
         self.scratch = u;
         let _ = table.commit();
+        if self.spare_sent.len() < SPARE_BUFFERS {
+            let mut leases = out.leases;
+            leases.clear();
+            self.spare_sent.push(leases);
+        }
         if self.draining_for_normal && self.queued.is_empty() && self.outstanding.is_empty() {
             self.follow_partner(now, table);
         }
@@ -1343,9 +1364,10 @@ impl Endpoint {
         sent: &SentLease,
         plt: Option<u64>,
     ) {
-        let Some(mut l) = table.by_resource(&sent.resource) else {
+        let Some(stored) = table.by_resource(&sent.resource) else {
             return;
         };
+        let mut l = stored;
         if l.duid != sent.duid {
             return;
         }
@@ -1392,7 +1414,11 @@ impl Endpoint {
                 return;
             }
         }
-        let _ = table.upsert(l);
+        // An acknowledgement of a lease whose flag was clear and whose partner lifetime did
+        // not grow (every binding of an UPDREQALL answer, usually) changes nothing to store.
+        if l != stored {
+            let _ = table.upsert(l);
+        }
     }
 
     fn rejected(&mut self, sent: &SentLease, code: StatusCode) {
@@ -1412,12 +1438,15 @@ impl Endpoint {
 
     fn on_update_request(&mut self, table: &mut dyn LeaseTable, xid: u32, all: bool) {
         // §5.3.5/§5.3.6: UPDREQ = everything not yet acknowledged; UPDREQALL = everything.
-        let mut keys = Vec::new();
+        let mut keys = Vec::with_capacity(if all { table.len() } else { 0 });
         table.for_each(&mut |l: &Lease| {
             if all || l.update_pending {
                 keys.push(l.resource);
             }
         });
+        // One growth instead of ~20 rehashes of a table that may hold every binding.
+        self.queued.reserve(keys.len());
+        self.queue.reserve(keys.len());
         for r in keys {
             self.enqueue(UpdateKey::Lease(r));
         }
@@ -1612,7 +1641,7 @@ impl Endpoint {
         u.records.clear();
         u.top_status = None;
         u.base_time = binding::to_wire(base);
-        let mut sent = Vec::new();
+        let mut sent = self.spare_sent.pop().unwrap_or_default();
         match key {
             UpdateKey::Pool(r, status) => {
                 u.subject = Subject::Prefix;

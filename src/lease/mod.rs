@@ -6,7 +6,8 @@
 //! [`Duid::shard_of`]), so a table is only ever touched by one thread and needs no lock.
 //!
 //! Implementations:
-//! * [`memory::MemoryTable`]: hashbrown maps, no persistence (durability mode `memory`).
+//! * [`memory::MemoryTable`]: a dense vector with hashbrown indexes, no persistence
+//!   (durability mode `memory`).
 //! * the durable store (mmapped rkyv snapshot + delta + io_uring WAL), same trait.
 
 pub mod memory;
@@ -305,6 +306,22 @@ pub trait LeaseTable {
     /// straight from its archived records without building whole leases (no DUID copy).
     fn for_each_resource(&self, f: &mut dyn FnMut(&Resource, BindingState, u64)) {
         self.for_each(&mut |l| f(&l.resource, l.state, l.expires_at));
+    }
+
+    /// [`LeaseTable::for_each_resource`] for the records whose resource lies in
+    /// `first..=last` (in `Resource` order): a table sorted by resource reads only that
+    /// range (the allocator's startup pass reads only its prefix pools).
+    fn for_each_resource_in(
+        &self,
+        first: &Resource,
+        last: &Resource,
+        f: &mut dyn FnMut(&Resource, BindingState, u64),
+    ) {
+        self.for_each_resource(&mut |r, state, expires_at| {
+            if first <= r && r <= last {
+                f(r, state, expires_at);
+            }
+        });
     }
 
     /// Seals the changes since the previous call into one batch and starts making it durable.

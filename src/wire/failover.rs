@@ -22,6 +22,9 @@ pub use super::RawOption;
 pub const FRAME_PREFIX_LEN: usize = 2;
 /// msg-type (1) + transaction-id (3) + sent-time (4) (RFC 8156 §5.2).
 pub const HEADER_LEN: usize = 8;
+/// msg-type (1) + transaction-id (3): the DHCPv6 header (RFC 8415 §8) of the RFC 7653
+/// STARTTLS and REPLY messages, which share the connection before TLS (RFC 8156 §6.1).
+pub const DHCPV6_HEADER_LEN: usize = 4;
 /// Largest message the 2-octet length prefix can describe.
 pub const MAX_MESSAGE_LEN: usize = u16::MAX as usize;
 /// RFC 8156 §6.1: the failover TCP port ("dhcp-failover").
@@ -71,9 +74,12 @@ pub mod option {
 /// One error enum for the failover codec; every variant is a drop counter in the driver.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
 pub enum Error {
-    /// The length prefix announced fewer octets than the 8-octet header.
-    #[error("frame length {0} is shorter than the failover header")]
+    /// The length prefix announced fewer octets than the shortest message header (4).
+    #[error("frame length {0} is shorter than any message header")]
     FrameTooShort(u16),
+    /// A message viewed as STARTTLS/REPLY has another msg-type (RFC 7653 §6.2.2, §9.1).
+    #[error("msg-type {0} is not STARTTLS or REPLY")]
+    NotTlsNegotiation(u8),
     /// The message is shorter than the failover header.
     #[error("message shorter than the 8-octet failover header")]
     HeaderTruncated,
@@ -302,7 +308,9 @@ pub fn split_frame(buf: &[u8]) -> Result<Frame<'_>, Error> {
         });
     };
     let len = u16::from_be_bytes([prefix[0], prefix[1]]);
-    if usize::from(len) < HEADER_LEN {
+    // The STARTTLS/REPLY exchange (RFC 7653 §8.2) uses the 4-octet DHCPv6 header; every
+    // other message the 8-octet failover header, which `Message::new_checked` checks.
+    if usize::from(len) < DHCPV6_HEADER_LEN {
         return Err(Error::FrameTooShort(len));
     }
     let end = FRAME_PREFIX_LEN + usize::from(len);
@@ -379,6 +387,59 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Message<T> {
     /// Rewrites sent-time just before transmission (RFC 8156 §7.1: "as close as possible").
     pub fn set_sent_time(&mut self, secs_since_2000: u32) {
         self.buffer.as_mut()[field::SENT_TIME].copy_from_slice(&secs_since_2000.to_be_bytes());
+    }
+}
+
+/// STARTTLS (RFC 7653 §6.2.2) and the REPLY answering it (§9.1): how a primary asks its
+/// secondary to secure the connection before CONNECT (RFC 8156 §6.1). Unlike every failover
+/// message these are DHCPv6 messages: the RFC 8415 §8 header (msg-type, transaction-id),
+/// no sent-time, inside the same RFC 5460 framing. A receiver tells them apart by msg-type
+/// (23 and 7 are no failover message types, §5.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TlsNegotiation {
+    /// [`MessageType::Starttls`] or [`MessageType::Reply`].
+    pub msg_type: MessageType,
+    pub transaction_id: u32,
+    /// REPLY only: `None` means "go ahead with TLS", `TlsConnectionRefused` refuses (§9.1).
+    pub status: Option<StatusCode>,
+}
+
+impl TlsNegotiation {
+    /// Parses one message (without its length prefix).
+    pub fn parse(message: &[u8]) -> Result<TlsNegotiation, Error> {
+        let Some(header) = message.get(..DHCPV6_HEADER_LEN) else {
+            return Err(Error::HeaderTruncated);
+        };
+        let msg_type = match MessageType::from_u8(header[0]) {
+            Some(t @ (MessageType::Starttls | MessageType::Reply)) => t,
+            _ => return Err(Error::NotTlsNegotiation(header[0])),
+        };
+        let options = Options::new_checked(&message[DHCPV6_HEADER_LEN..])?;
+        Ok(TlsNegotiation {
+            msg_type,
+            transaction_id: u32::from_be_bytes([0, header[1], header[2], header[3]]),
+            // §6.2.2: options in a STARTTLS "SHOULD be ignored".
+            status: match msg_type {
+                MessageType::Reply => top_status(options)?,
+                _ => None,
+            },
+        })
+    }
+
+    /// Appends the framed message to `buf`.
+    pub fn emit(&self, buf: &mut Vec<u8>) -> Result<usize, Error> {
+        let start = buf.len();
+        let mut w = Writer::new(buf);
+        w.bytes(&[0, 0, self.msg_type as u8])
+            .bytes(&self.transaction_id.to_be_bytes()[1..]);
+        if let (MessageType::Reply, Some(code)) = (self.msg_type, self.status) {
+            emit_status(&mut w, code, "");
+        }
+        let (buf, _) = w.finish_with_buffer()?;
+        let len = buf.len() - start - FRAME_PREFIX_LEN;
+        // At most 4 + 6 octets: always fits the prefix.
+        buf[start..start + FRAME_PREFIX_LEN].copy_from_slice(&(len as u16).to_be_bytes());
+        Ok(len + FRAME_PREFIX_LEN)
     }
 }
 
@@ -482,10 +543,7 @@ impl<'a> Builder<'a> {
 
     /// OPTION_STATUS_CODE (RFC 8415 §21.13) with a UTF-8 message.
     pub fn status(&mut self, code: StatusCode, text: &str) -> &mut Self {
-        self.w
-            .nested(option::STATUS_CODE, &(code as u16).to_be_bytes(), |w| {
-                w.bytes(text.as_bytes());
-            });
+        emit_status(&mut self.w, code, text);
         self
     }
 
@@ -729,7 +787,7 @@ struct LeaseOptions {
 }
 
 impl LeaseOptions {
-    fn parse(opts: Options<'_>) -> Result<LeaseOptions, Error> {
+    fn parse(opts: Options<'_>, reply: bool) -> Result<LeaseOptions, Error> {
         let mut l = LeaseOptions::default();
         for o in opts {
             match o.code {
@@ -748,7 +806,9 @@ impl LeaseOptions {
                     set_once(&mut l.raw_clt, o.code, option_u32(&o)?)?
                 }
                 option::F_EXPIRATION_TIME => set_once(&mut l.exp, o.code, option_u32(&o)?)?,
-                option::F_PARTNER_LIFETIME_SENT => {
+                // §5.5.8, §7.6: only a BNDREPLY echoes a partner lifetime; §7.4 does not list
+                // it for a BNDUPD, which is decoded as if it were absent.
+                option::F_PARTNER_LIFETIME_SENT if reply => {
                     set_once(&mut l.plt_sent, o.code, option_u32(&o)?)?
                 }
                 option::STATUS_CODE => set_once(&mut l.code, o.code, status_of(&o)?)?,
@@ -794,7 +854,7 @@ impl BindingUpdateRepr {
         };
         if subject.code == option::IAPREFIX {
             self.subject = Subject::Prefix;
-            let (rec, base) = Self::parse_prefix(&subject)?;
+            let (rec, base) = Self::parse_prefix(&subject, reply)?;
             self.base_time = base_time(base)?;
             self.top_status = rec.status_code;
             self.records.push(rec);
@@ -810,7 +870,7 @@ impl BindingUpdateRepr {
                 option::CLIENTID => set_once(&mut duid, o.code, o.data)?,
                 option::LQ_BASE_TIME => set_once(&mut base, o.code, option_u32(&o)?)?,
                 option::STATUS_CODE => set_once(&mut top, o.code, status_of(&o)?)?,
-                option::IA_NA | option::IA_TA | option::IA_PD => self.parse_ia(&o)?,
+                option::IA_NA | option::IA_TA | option::IA_PD => self.parse_ia(&o, reply)?,
                 _ => {}
             }
         }
@@ -832,7 +892,7 @@ impl BindingUpdateRepr {
     }
 
     /// One IA_NA / IA_TA / IA_PD of a CLIENT_DATA (RFC 8415 §21.4, §21.5, §21.21).
-    fn parse_ia(&mut self, ia: &RawOption<'_>) -> Result<(), Error> {
+    fn parse_ia(&mut self, ia: &RawOption<'_>, reply: bool) -> Result<(), Error> {
         let (ia_type, fixed_len) = match ia.code {
             option::IA_NA => (IaType::Na, 12),
             option::IA_TA => (IaType::Ta, 4),
@@ -856,8 +916,8 @@ impl BindingUpdateRepr {
                     set_once(&mut ia_status, lo.code, status_of(&lo)?)?;
                     continue;
                 }
-                (IaType::Na | IaType::Ta, option::IAADDR) => Self::parse_addr(&lo)?,
-                (IaType::Pd, option::IAPREFIX) => Self::parse_prefix(&lo)?.0,
+                (IaType::Na | IaType::Ta, option::IAADDR) => Self::parse_addr(&lo, reply)?,
+                (IaType::Pd, option::IAPREFIX) => Self::parse_prefix(&lo, reply)?.0,
                 _ => continue,
             };
             rec.ia_type = ia_type;
@@ -904,13 +964,13 @@ impl BindingUpdateRepr {
         })
     }
 
-    fn parse_addr(o: &RawOption<'_>) -> Result<LeaseRecord, Error> {
+    fn parse_addr(o: &RawOption<'_>, reply: bool) -> Result<LeaseRecord, Error> {
         // RFC 8415 §21.6: address (16), preferred (4), valid (4), options.
         let d = o.data;
         if d.len() < 24 {
             return Err(Error::BadOptionLength(o.code));
         }
-        let l = LeaseOptions::parse(nested(o, 24)?)?;
+        let l = LeaseOptions::parse(nested(o, 24)?, reply)?;
         Self::record(
             IaType::Na,
             Resource::address(ipv6_at(d, 0)),
@@ -920,7 +980,7 @@ impl BindingUpdateRepr {
         )
     }
 
-    fn parse_prefix(o: &RawOption<'_>) -> Result<(LeaseRecord, Option<u32>), Error> {
+    fn parse_prefix(o: &RawOption<'_>, reply: bool) -> Result<(LeaseRecord, Option<u32>), Error> {
         // RFC 8415 §21.22: preferred (4), valid (4), prefix-length (1), prefix (16), options.
         let d = o.data;
         if d.len() < 25 {
@@ -930,7 +990,7 @@ impl BindingUpdateRepr {
         if plen > 128 {
             return Err(Error::BadPrefixLength);
         }
-        let l = LeaseOptions::parse(nested(o, 25)?)?;
+        let l = LeaseOptions::parse(nested(o, 25)?, reply)?;
         let base = l.base_time;
         let rec = Self::record(
             IaType::Pd,
@@ -1131,6 +1191,42 @@ mod tests {
         let mut back = BindingUpdateRepr::default();
         back.parse(m.options(), false).unwrap();
         assert_eq!(back, u);
+    }
+
+    /// Fuzz finding (failover_parse, 2026-11-22): a BNDUPD whose IAADDR carried
+    /// OPTION_F_PARTNER_LIFETIME_SENT decoded with it, re-emitted without it (§7.4 has no
+    /// such field in a BNDUPD) and so changed on the round trip.
+    #[test]
+    fn partner_lifetime_sent_is_a_bndreply_field() {
+        let mut buf = Vec::new();
+        let mut b = Builder::new(&mut buf, MessageType::Bndupd, 0x10, 2);
+        let data = b.begin(option::CLIENT_DATA);
+        b.client_id(duid().as_bytes())
+            .u32_option(option::LQ_BASE_TIME, 1000)
+            .ia_na(1, 1500, 2400, |w| {
+                w.ia_addr("2001:db8::1".parse().unwrap(), 3000, 3600, |w| {
+                    w.u8_option(option::F_BINDING_STATUS, 1)
+                        .u32_option(option::F_START_TIME_OF_STATE, 900)
+                        .u32_option(option::F_PARTNER_LIFETIME_SENT, 5000);
+                });
+            });
+        b.end(data);
+        b.finish().unwrap();
+        let m = Message::new_checked(&buf[2..]).unwrap();
+        let mut u = BindingUpdateRepr::default();
+        u.parse(m.options(), false).unwrap();
+        assert_eq!(u.records[0].partner_lifetime_sent, None);
+        let mut again = Vec::new();
+        let mut b = Builder::new(&mut again, MessageType::Bndupd, 0x10, 2);
+        u.emit(&mut b, false);
+        b.finish().unwrap();
+        let mut back = BindingUpdateRepr::default();
+        back.parse(Message::new_checked(&again[2..]).unwrap().options(), false)
+            .unwrap();
+        assert_eq!(back, u);
+        // Read as a BNDREPLY, the same option is the echoed partner lifetime.
+        u.parse(m.options(), true).unwrap();
+        assert_eq!(u.records[0].partner_lifetime_sent, Some(5000));
     }
 
     #[test]

@@ -163,6 +163,8 @@ struct Xsk {
     /// reflector).
     free: Vec<FrameDesc>,
     pending: Vec<FrameDesc>,
+    /// Frames on the TX ring or sent but not yet back on the completion ring.
+    in_flight: usize,
 }
 
 impl Xsk {
@@ -211,6 +213,7 @@ impl Xsk {
                         comp_descs: vec![FrameDesc::default(); ring as usize],
                         pending: Vec::with_capacity(free.len()),
                         free,
+                        in_flight: 0,
                     });
                 }
                 Ok(_) => return Err("UMEM rings already taken".into()),
@@ -230,6 +233,7 @@ impl Xsk {
         // SAFETY: the completion ring returns frames of this UMEM the kernel has sent.
         let n = unsafe { self.comp.consume(&mut self.comp_descs) };
         self.free.extend_from_slice(&self.comp_descs[..n]);
+        self.in_flight -= n;
         n
     }
 
@@ -239,10 +243,14 @@ impl Xsk {
         let mut sent = 0u64;
         for _ in 0..256 {
             if !self.pending.is_empty() {
+                // libxdp reserves all-or-nothing: offer what fits.
+                let room = self.tx.nb_free(self.pending.len() as u32) as usize;
+                let take = room.min(self.pending.len());
                 // SAFETY: the pending frames are this UMEM's, hold complete frames and are
                 // not referenced elsewhere; the kernel owns them until they complete.
-                let n = unsafe { self.tx.produce(&self.pending) };
+                let n = unsafe { self.tx.produce(&self.pending[..take]) };
                 self.pending.drain(..n);
+                self.in_flight += n;
                 sent += n as u64;
             }
             let unconsumed = self.tx.nb_free_exact() < self.ring;
@@ -264,6 +272,9 @@ impl Xsk {
 
     /// Returns frames to the fill ring (and wakes the driver if it asks to be).
     fn refill(&mut self, descs: &[FrameDesc]) -> io::Result<usize> {
+        // libxdp reserves all-or-nothing: offer only what fits.
+        let room = self.fill.nb_free(descs.len() as u32) as usize;
+        let descs = &descs[..room.min(descs.len())];
         // SAFETY: user-space-owned frames of this UMEM, no longer referenced.
         let n = unsafe { self.fill.produce(descs) };
         if n > 0 && self.fill.needs_wakeup() {
@@ -446,7 +457,17 @@ fn reflect(a: ReflectArgs) -> Result<(), String> {
             drop_back.clear();
         }
         if got == 0 {
-            wait_readable(&sockets, Duration::from_millis(100)).map_err(|e| e.to_string())?;
+            // Frames still in flight complete in the peer's softirq, possibly after the
+            // kick returned: come back soon to take them back (they are RX buffers here).
+            let in_flight = sockets
+                .iter()
+                .any(|x| x.in_flight > 0 || !x.pending.is_empty());
+            let timeout = if in_flight {
+                Duration::from_micros(200)
+            } else {
+                Duration::from_millis(100)
+            };
+            wait_readable(&sockets, timeout).map_err(|e| e.to_string())?;
         }
     }
     let secs = start.elapsed().as_secs_f64();

@@ -6,13 +6,17 @@
 //! * `failover/updreqall`: a partner that lost its database asks with UPDREQALL (§8.5.2)
 //!   and receives every binding: the whole exchange between two real endpoints (BNDUPD
 //!   build, framing, parse, §7.5.4 conflict check, store into a `MemoryTable`, BNDREPLY
-//!   build and parse, ack processing) for 100k bindings, until UPDDONE. Setup
-//!   (filling the sender's table) is outside the timing. Times are the thread's CPU time.
+//!   build and parse, ack processing) for 1M bindings, until UPDDONE. Setup (filling the
+//!   sender's table) is outside the timing. The receiver's table is sized for the pool at
+//!   start, as a server sizes its store. Baseline in the same run: `store only`, inserting
+//!   the same bindings into an empty table of the same size, the receiver's floor with no
+//!   protocol at all. `TANDEM_BENCH_RESYNC_N` overrides the binding count. Times are the
+//!   thread's CPU time.
 
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{BenchmarkId, Criterion, Throughput};
+use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 
 use super::cputime::{thread_cpu_time, ThreadCpuTime};
 use tandem::failover::{Endpoint, FailoverConfig, PersistentState, Role, ServerState};
@@ -132,14 +136,34 @@ fn config(role: Role) -> FailoverConfig {
     c
 }
 
+fn filled_table(n: u32) -> MemoryTable {
+    let mut table = MemoryTable::with_capacity(n as usize);
+    for i in 0..n {
+        table.upsert(lease(i)).unwrap();
+    }
+    table.commit().unwrap();
+    table
+}
+
+/// The baseline: every binding of `from` stored into an empty table of the same size.
+fn store_only(from: &MemoryTable) -> Duration {
+    let mut leases = Vec::with_capacity(from.len());
+    from.for_each(&mut |l: &Lease| leases.push(*l));
+    let mut to = MemoryTable::with_capacity(from.len());
+    let start = thread_cpu_time();
+    for l in &leases {
+        to.upsert(*l).unwrap();
+    }
+    to.commit().unwrap();
+    let spent = thread_cpu_time().saturating_sub(start);
+    assert_eq!(to.len(), from.len());
+    spent
+}
+
 /// One UPDREQALL resync of `n` bindings; returns the CPU time of the exchange.
 fn resync(n: u32) -> Duration {
     let now = Timestamp(NOW_MS);
-    let mut primary_table = MemoryTable::new();
-    for i in 0..n {
-        primary_table.upsert(lease(i)).unwrap();
-    }
-    primary_table.commit().unwrap();
+    let primary_table = filled_table(n);
     let persisted = PersistentState {
         state: ServerState::Normal,
         previous_state: ServerState::Normal,
@@ -159,7 +183,7 @@ fn resync(n: u32) -> Duration {
     // The secondary lost its stable storage: no persisted state, empty table.
     let mut s = Side {
         ep: Endpoint::new(config(Role::Secondary), None, now),
-        table: MemoryTable::new(),
+        table: MemoryTable::with_capacity(n as usize),
     };
     let start = thread_cpu_time();
     p.ep.handle_connected(now);
@@ -198,16 +222,26 @@ fn resync(n: u32) -> Duration {
 }
 
 fn updreqall(c: &mut Criterion<ThreadCpuTime>) {
+    let n: u32 = std::env::var("TANDEM_BENCH_RESYNC_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
     let mut g = c.benchmark_group("failover/updreqall");
+    // One resync per sample, ten samples: the target is per resync of 1M.
     g.sample_size(10);
-    g.measurement_time(Duration::from_secs(20));
-    // 1M bindings take ~10x the 100k case per sample (see docs/benchmarks.md);
-    // criterion needs 10 samples, so the default run stops at 100k.
-    let n = 100_000u32;
+    g.sampling_mode(SamplingMode::Flat);
+    g.warm_up_time(Duration::from_millis(500));
+    g.measurement_time(Duration::from_secs(5));
     g.throughput(Throughput::Elements(u64::from(n)));
     g.bench_with_input(BenchmarkId::from_parameter(n), &n, |bch, &n| {
         bch.iter_custom(|iters| (0..iters).map(|_| resync(n)).sum())
     });
+    let from = filled_table(n);
+    g.bench_with_input(
+        BenchmarkId::new("baseline: store only", n),
+        &from,
+        |bch, from| bch.iter_custom(|iters| (0..iters).map(|_| store_only(from)).sum()),
+    );
     g.finish();
 }
 

@@ -52,6 +52,10 @@ impl XskRings for XskSocket {
     }
 
     fn produce_fill(&mut self, descs: &[FrameDesc]) -> usize {
+        // libxdp reserves all-or-nothing: offer only what fits, so a partial produce takes
+        // what it can (the contract `XskQueue` relies on).
+        let room = self.fill.nb_free(descs.len() as u32) as usize;
+        let descs = &descs[..room.min(descs.len())];
         // SAFETY: frames of this UMEM held by user space and no longer referenced; the
         // kernel owns them from here until they come back on RX.
         unsafe { self.fill.produce(descs) }
@@ -66,6 +70,10 @@ impl XskRings for XskSocket {
     }
 
     fn produce_tx(&mut self, descs: &[FrameDesc]) -> usize {
+        // All-or-nothing in libxdp, as on the fill ring: with more TX frames than TX ring
+        // entries (frames_per_queue > 2 x ring_size) a full batch would never fit.
+        let room = self.tx.nb_free(descs.len() as u32) as usize;
+        let descs = &descs[..room.min(descs.len())];
         // SAFETY: framed frames of this UMEM held by user space and not referenced
         // elsewhere; the kernel owns them until the completion ring returns them.
         unsafe { self.tx.produce(descs) }

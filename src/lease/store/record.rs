@@ -51,44 +51,67 @@ pub fn frame_len(record: &Record) -> usize {
     2 + body + 4
 }
 
-/// Appends one frame for `record` to `out`.
+/// Appends one frame for `record` to `out`. The frame is assembled in a stack buffer and
+/// appended with one copy (this runs once per lease change on the packet path).
 pub fn encode(record: &Record, out: &mut Vec<u8>) {
-    let start = out.len();
-    out.extend_from_slice(&[0, 0]);
+    let mut f = Frame {
+        buf: [0u8; MAX_FRAME],
+        len: 2,
+    };
     match record {
         Record::Upsert(l) => {
-            out.push(KIND_UPSERT);
-            out.extend_from_slice(&l.resource.addr.octets());
-            out.push(l.resource.prefix_len);
-            out.push(l.ia_type as u8);
-            out.push(l.state as u8);
-            out.push(u8::from(l.update_pending));
-            out.extend_from_slice(&l.iaid.to_le_bytes());
-            out.extend_from_slice(&l.preferred_lifetime.to_le_bytes());
-            out.extend_from_slice(&l.valid_lifetime.to_le_bytes());
-            out.extend_from_slice(&l.subnet.to_le_bytes());
-            out.extend_from_slice(&l.cltt.to_le_bytes());
-            out.extend_from_slice(&l.expires_at.to_le_bytes());
-            out.extend_from_slice(&l.partner_lifetime.to_le_bytes());
+            f.put(&[KIND_UPSERT]);
+            f.put(&l.resource.addr.octets());
+            f.put(&[
+                l.resource.prefix_len,
+                l.ia_type as u8,
+                l.state as u8,
+                u8::from(l.update_pending),
+            ]);
+            f.put(&l.iaid.to_le_bytes());
+            f.put(&l.preferred_lifetime.to_le_bytes());
+            f.put(&l.valid_lifetime.to_le_bytes());
+            f.put(&l.subnet.to_le_bytes());
+            f.put(&l.cltt.to_le_bytes());
+            f.put(&l.expires_at.to_le_bytes());
+            f.put(&l.partner_lifetime.to_le_bytes());
             let duid = l.duid.as_bytes();
-            out.push(duid.len() as u8); // <= DUID_MAX_LEN by construction of Duid
-            out.extend_from_slice(duid);
+            f.put(&[duid.len() as u8]); // <= DUID_MAX_LEN by construction of Duid
+            f.put(duid);
         }
         Record::Remove(r) => {
-            out.push(KIND_REMOVE);
-            out.extend_from_slice(&r.addr.octets());
-            out.push(r.prefix_len);
+            f.put(&[KIND_REMOVE]);
+            f.put(&r.addr.octets());
+            f.put(&[r.prefix_len]);
         }
         Record::Commit { seq, count } => {
-            out.push(KIND_COMMIT);
-            out.extend_from_slice(&seq.to_le_bytes());
-            out.extend_from_slice(&count.to_le_bytes());
+            f.put(&[KIND_COMMIT]);
+            f.put(&seq.to_le_bytes());
+            f.put(&count.to_le_bytes());
         }
     }
-    let body_len = (out.len() - start - 2) as u16; // at most MAX_FRAME
-    out[start..start + 2].copy_from_slice(&body_len.to_le_bytes());
-    let crc = crc32fast::hash(&out[start..]);
-    out.extend_from_slice(&crc.to_le_bytes());
+    let body_len = (f.len - 2) as u16; // at most MAX_FRAME
+    f.buf[..2].copy_from_slice(&body_len.to_le_bytes());
+    let crc = crc32fast::hash(&f.buf[..f.len]);
+    f.put(&crc.to_le_bytes());
+    out.extend_from_slice(&f.buf[..f.len]);
+}
+
+/// A frame being assembled: `MAX_FRAME` bounds every record (a DUID is at most
+/// `DUID_MAX_LEN`), so `put` never runs out of room.
+struct Frame {
+    buf: [u8; MAX_FRAME],
+    len: usize,
+}
+
+impl Frame {
+    fn put(&mut self, bytes: &[u8]) {
+        let end = self.len + bytes.len();
+        if let Some(dst) = self.buf.get_mut(self.len..end) {
+            dst.copy_from_slice(bytes);
+            self.len = end;
+        }
+    }
 }
 
 /// Decodes the frame at the start of `buf`; returns the record and the frame length.

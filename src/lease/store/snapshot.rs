@@ -531,7 +531,45 @@ impl Snapshot {
     /// records array with no DUID copy (the startup scans). Records with an unknown state
     /// are skipped, as `lease` would refuse them.
     pub fn for_each_resource(&self, f: &mut dyn FnMut(usize, Resource, BindingState, u64)) {
-        for (i, r) in self.body().records.iter().enumerate() {
+        self.scan(0, usize::MAX, None, f);
+    }
+
+    /// [`Snapshot::for_each_resource`] over the records in `first..=last`: a binary search
+    /// for the start, then the same sequential walk, stopping after `last`.
+    pub fn for_each_resource_in(
+        &self,
+        first: &Resource,
+        last: &Resource,
+        f: &mut dyn FnMut(usize, Resource, BindingState, u64),
+    ) {
+        let key = (first.addr.octets(), first.prefix_len);
+        let start = self
+            .body()
+            .records
+            .as_slice()
+            .partition_point(|r| (r.addr, r.prefix_len) < key);
+        self.scan(
+            start,
+            usize::MAX,
+            Some((last.addr.octets(), last.prefix_len)),
+            f,
+        );
+    }
+
+    fn scan(
+        &self,
+        start: usize,
+        end: usize,
+        until: Option<([u8; 16], u8)>,
+        f: &mut dyn FnMut(usize, Resource, BindingState, u64),
+    ) {
+        let recs = self.body().records.as_slice();
+        let recs = recs.get(start..end.min(recs.len())).unwrap_or(&[]);
+        for (i, r) in recs.iter().enumerate() {
+            if until.is_some_and(|last| (r.addr, r.prefix_len) > last) {
+                break;
+            }
+            let i = start + i;
             let Some(state) = BindingState::from_u8(r.state) else {
                 continue;
             };

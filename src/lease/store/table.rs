@@ -443,6 +443,43 @@ impl ShardTable {
         self.snap.as_ref().is_some_and(|s| s.position(r).is_some())
     }
 
+    /// The startup scans: resource, state and expiry of every live record (in `range`),
+    /// read from the snapshot's archived records in place, then the delta layers.
+    fn resources(
+        &self,
+        range: Option<(&Resource, &Resource)>,
+        f: &mut dyn FnMut(&Resource, BindingState, u64),
+    ) {
+        let wanted = |r: &Resource| range.is_none_or(|(first, last)| first <= r && r <= last);
+        if let Some(s) = &self.snap {
+            // Right after a compaction (the usual restart) nothing shadows the snapshot:
+            // skip the per-record hash probes then.
+            let shadowed =
+                self.delta.len() > 0 || self.frozen.as_ref().is_some_and(|f| f.len() > 0);
+            let mut visit = |_, r: Resource, state, expires_at| {
+                if !shadowed || !self.shadowed_above_snap(&r) {
+                    f(&r, state, expires_at);
+                }
+            };
+            match range {
+                Some((first, last)) => s.for_each_resource_in(first, last, &mut visit),
+                None => s.for_each_resource(&mut visit),
+            }
+        }
+        if let Some(fr) = &self.frozen {
+            for l in fr.live() {
+                if wanted(&l.resource) && !self.delta.contains(&l.resource) {
+                    f(&l.resource, l.state, l.expires_at);
+                }
+            }
+        }
+        for l in self.delta.live() {
+            if wanted(&l.resource) {
+                f(&l.resource, l.state, l.expires_at);
+            }
+        }
+    }
+
     fn shadowed_above_snap(&self, r: &Resource) -> bool {
         self.delta.contains(r) || self.frozen.as_ref().is_some_and(|f| f.contains(r))
     }
@@ -878,27 +915,16 @@ impl LeaseTable for ShardTable {
     }
 
     fn for_each_resource(&self, f: &mut dyn FnMut(&Resource, BindingState, u64)) {
-        if let Some(s) = &self.snap {
-            // Right after a compaction (the usual restart) nothing shadows the snapshot:
-            // skip the per-record hash probes then.
-            let shadowed =
-                self.delta.len() > 0 || self.frozen.as_ref().is_some_and(|f| f.len() > 0);
-            s.for_each_resource(&mut |_, r, state, expires_at| {
-                if !shadowed || !self.shadowed_above_snap(&r) {
-                    f(&r, state, expires_at);
-                }
-            });
-        }
-        if let Some(fr) = &self.frozen {
-            for l in fr.live() {
-                if !self.delta.contains(&l.resource) {
-                    f(&l.resource, l.state, l.expires_at);
-                }
-            }
-        }
-        for l in self.delta.live() {
-            f(&l.resource, l.state, l.expires_at);
-        }
+        self.resources(None, f);
+    }
+
+    fn for_each_resource_in(
+        &self,
+        first: &Resource,
+        last: &Resource,
+        f: &mut dyn FnMut(&Resource, BindingState, u64),
+    ) {
+        self.resources(Some((first, last)), f);
     }
 
     fn commit(&mut self) -> Result<Option<CommitId>, TableError> {

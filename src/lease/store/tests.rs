@@ -110,6 +110,22 @@ fn contents(t: &dyn LeaseTable) -> BTreeMap<Resource, Lease> {
         .map(|(r, l)| (*r, (l.state, l.expires_at)))
         .collect();
     assert_eq!(seen, want, "for_each_resource disagrees with for_each");
+    // A range of it (the allocator's per-pool scan): exactly the records inside.
+    let keys: Vec<Resource> = m.keys().copied().collect();
+    if let (Some(first), Some(last)) = (keys.get(keys.len() / 4), keys.get(keys.len() * 3 / 4)) {
+        let mut inside = BTreeMap::new();
+        t.for_each_resource_in(first, last, &mut |r, state, expires_at| {
+            assert!(
+                inside.insert(*r, (state, expires_at)).is_none(),
+                "duplicate {r:?}"
+            );
+        });
+        let want: BTreeMap<_, _> = want.range(*first..=*last).map(|(r, v)| (*r, *v)).collect();
+        assert_eq!(
+            inside, want,
+            "for_each_resource_in disagrees with the range"
+        );
+    }
     m
 }
 
