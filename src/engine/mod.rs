@@ -620,8 +620,13 @@ impl Engine {
         let config = self.config.clone();
         let link = select_link(&config, &relayed, rx);
         let duid = req.client_id.and_then(Duid::new);
+        // By reference: the inline Duid is 131 bytes.
+        let reservation = match &duid {
+            Some(d) => self.find_reservation(&relayed, d.as_bytes()),
+            None => None,
+        };
         let client = Client {
-            reservation: duid.and_then(|d| self.find_reservation(&relayed, d.as_bytes())),
+            reservation,
             duid: duid.unwrap_or(self.server_duid),
             link,
         };
