@@ -1290,4 +1290,155 @@ mod tests {
         let m = Message::new_checked(&buf[n + 2..]).unwrap();
         assert_eq!(ConnectRepr::parse(m.options()).unwrap(), c);
     }
+
+    mod prop {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn opt_u32() -> impl Strategy<Value = Option<u32>> {
+            proptest::option::of(any::<u32>())
+        }
+
+        fn status_code() -> impl Strategy<Value = Option<StatusCode>> {
+            proptest::option::of(
+                (14u16..=22)
+                    .prop_map(|c| StatusCode::from_u16(c).unwrap())
+                    .boxed(),
+            )
+        }
+
+        prop_compose! {
+            /// One lease of an IA: an address for IA_NA/IA_TA, a prefix for IA_PD.
+            fn lease(ia_type: IaType)(
+                addr in any::<u128>(),
+                plen in 0u8..=128,
+                pref in any::<u32>(),
+                valid in any::<u32>(),
+                status in 1u8..=8,
+                times in (opt_u32(), opt_u32(), opt_u32(), opt_u32(), opt_u32(), opt_u32()),
+                plt_sent in opt_u32(),
+                code in status_code(),
+            ) -> LeaseRecord {
+                let resource = match ia_type {
+                    IaType::Pd => Resource::prefix(addr.into(), plen),
+                    _ => Resource::address(addr.into()),
+                };
+                LeaseRecord {
+                    ia_type,
+                    iaid: 0,
+                    t1: 0,
+                    t2: 0,
+                    resource,
+                    preferred_lifetime: pref,
+                    valid_lifetime: valid,
+                    status: BindingState::from_u8(status).unwrap(),
+                    start_time_of_state: times.0,
+                    state_expiration_time: times.1,
+                    clt_time: times.2,
+                    partner_lifetime: times.3,
+                    partner_raw_clt_time: times.4,
+                    expiration_time: times.5,
+                    partner_lifetime_sent: plt_sent,
+                    status_code: code,
+                }
+            }
+        }
+
+        /// One IA: type, T1/T2 and one to three leases, all sharing the IA's fields.
+        fn ia(iaid: u32) -> impl Strategy<Value = Vec<LeaseRecord>> {
+            (1u8..=3, any::<u32>(), any::<u32>()).prop_flat_map(move |(t, t1, t2)| {
+                let ia_type = IaType::from_u8(t).unwrap();
+                proptest::collection::vec(lease(ia_type), 1..=3).prop_map(move |mut v| {
+                    for r in &mut v {
+                        r.iaid = iaid;
+                        (r.t1, r.t2) = if ia_type == IaType::Ta {
+                            (0, 0)
+                        } else {
+                            (t1, t2)
+                        };
+                    }
+                    v
+                })
+            })
+        }
+
+        fn update() -> impl Strategy<Value = BindingUpdateRepr> {
+            let duid = proptest::collection::vec(any::<u8>(), 1..=130);
+            (
+                duid,
+                any::<u32>(),
+                ia(1),
+                proptest::option::of(ia(2)),
+                status_code(),
+            )
+                .prop_map(|(duid, base_time, a, b, top)| BindingUpdateRepr {
+                    subject: Subject::Client(Duid::new(&duid).unwrap()),
+                    base_time,
+                    top_status: top,
+                    records: a.into_iter().chain(b.into_iter().flatten()).collect(),
+                })
+        }
+
+        fn roundtrip(u: &BindingUpdateRepr, reply: bool) -> BindingUpdateRepr {
+            let mut buf = Vec::new();
+            let kind = if reply {
+                MessageType::Bndreply
+            } else {
+                MessageType::Bndupd
+            };
+            let mut b = Builder::new(&mut buf, kind, 9, 9);
+            u.emit(&mut b, reply);
+            let n = b.finish().unwrap();
+            assert_eq!(n, buf.len());
+            let Ok(Frame::Complete { message, .. }) = split_frame(&buf) else {
+                panic!("our frame splits");
+            };
+            let mut back = BindingUpdateRepr::default();
+            back.parse(Message::new_checked(message).unwrap().options(), reply)
+                .unwrap();
+            back
+        }
+
+        proptest! {
+            /// A BNDUPD carries every §7.4 field and no status codes or echoes.
+            #[test]
+            fn bndupd_roundtrips(mut u in update()) {
+                u.top_status = None;
+                for r in &mut u.records {
+                    r.status_code = None;
+                    r.partner_lifetime_sent = None;
+                }
+                prop_assert_eq!(roundtrip(&u, false), u);
+            }
+
+            /// A BNDREPLY carries the §7.6 echo fields; statuses reach every lease below them.
+            #[test]
+            fn bndreply_roundtrips(u in update()) {
+                let mut want = u.clone();
+                want.base_time = 0;
+                for r in &mut want.records {
+                    r.start_time_of_state = None;
+                    r.clt_time = None;
+                    r.partner_lifetime = None;
+                    r.partner_raw_clt_time = None;
+                    r.expiration_time = None;
+                    r.status_code = r.status_code.or(u.top_status);
+                }
+                prop_assert_eq!(roundtrip(&u, true), want);
+            }
+
+            /// Any byte string after a valid header: decoding never panics.
+            #[test]
+            fn decoding_arbitrary_options_never_panics(body in proptest::collection::vec(any::<u8>(), 0..300)) {
+                let mut msg = vec![24, 0, 0, 1, 0, 0, 0, 0];
+                msg.extend_from_slice(&body);
+                if let Ok(m) = Message::new_checked(&msg[..]) {
+                    let _ = BindingUpdateRepr::default().parse(m.options(), false);
+                    let _ = BindingUpdateRepr::default().parse(m.options(), true);
+                    let _ = ConnectRepr::parse(m.options());
+                    let _ = StateRepr::parse(m.options());
+                }
+            }
+        }
+    }
 }

@@ -138,6 +138,33 @@ impl NetnsPair {
             "veth link {} <-> {} never came up",
             self.server, self.client
         );
+        // Carrier is not enough for multicast: addrconf installs the interface's
+        // `multicast ff00::/8` route (local table) only once linkwatch reports the link
+        // operationally up, up to a second later under load. Until then a client sending to
+        // ff02::1:2 gets ENETUNREACH (seen in tests/xdp_dataplane.rs), so wait for the route.
+        let routed = super::proc::wait_until(Duration::from_secs(10), || {
+            [(&self.server, SERVER_IF), (&self.client, CLIENT_IF)]
+                .iter()
+                .all(|(ns, ifname)| {
+                    command(
+                        None,
+                        &[
+                            "ip", "-n", ns, "-6", "route", "show", "table", "local", "dev", ifname,
+                        ],
+                    )
+                    .output()
+                    .is_ok_and(|o| {
+                        String::from_utf8_lossy(&o.stdout)
+                            .lines()
+                            .any(|l| l.starts_with("multicast ff00::/8"))
+                    })
+                })
+        });
+        assert!(
+            routed,
+            "no ff00::/8 multicast route on {} / {} after the link came up",
+            self.server, self.client
+        );
     }
 
     /// Global addresses on the client interface other than the static CLIENT_GUA, i.e. the
