@@ -1089,7 +1089,7 @@ impl World {
 }
 
 fn seeds_from_env() -> (u64, u64) {
-    let spec = std::env::var("TANDEM_SIM_SEEDS").unwrap_or_else(|_| "1..13".into());
+    let spec = std::env::var("TANDEM_SIM_SEEDS").unwrap_or_else(|_| "1..51".into());
     let (a, b) = spec
         .split_once("..")
         .unwrap_or_else(|| panic!("TANDEM_SIM_SEEDS must look like 1..500, got {spec:?}"));
