@@ -609,7 +609,6 @@ fn run(a: RunArgs) -> Result<(), String> {
     let (cu, cs, _) = measure_cpu.unwrap_or((cpu_u0, cpu_s0, 0.0));
     let secs = d.measured_secs().max(1e-6);
     let c = d.counters.clone();
-    let cpu = (cpu_u1 - cu) + (cpu_s1 - cs);
     drop(program);
     let report = Report {
         tool: "xdp-rig",
@@ -636,22 +635,13 @@ fn run(a: RunArgs) -> Result<(), String> {
         latency_us: Percentiles::of(&d.latency),
         transaction_latency_us: Percentiles::of(&d.transaction_latency),
         io_errors,
-        rig: RigCost {
-            user_secs: cpu_u1 - cu,
-            system_secs: cpu_s1 - cs,
-            cpu_us_per_exchange: if c.completed == 0 {
-                0.0
-            } else {
-                cpu * 1e6 / c.completed as f64
-            },
-            cpu_us_per_packet: if c.sent == 0 {
-                0.0
-            } else {
-                cpu * 1e6 / (c.sent + c.received) as f64
-            },
-            bytes_per_subscriber: Driver::bytes_per_subscriber(),
-            max_rss_mib: rss,
-        },
+        rig: RigCost::over(
+            cpu_u1 - cu,
+            cpu_s1 - cs,
+            &c,
+            Driver::bytes_per_subscriber(),
+            rss,
+        ),
         series: d.series.clone(),
         counters: c,
     };

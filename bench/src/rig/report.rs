@@ -47,6 +47,34 @@ pub struct RigCost {
     pub max_rss_mib: f64,
 }
 
+impl RigCost {
+    /// The rig's cost over the measured window: `user_secs`/`system_secs` of CPU (getrusage
+    /// deltas) spread over the run's completed exchanges and packets sent plus received.
+    pub fn over(
+        user_secs: f64,
+        system_secs: f64,
+        counters: &Counters,
+        bytes_per_subscriber: usize,
+        max_rss_mib: f64,
+    ) -> RigCost {
+        let cpu = user_secs + system_secs;
+        let per = |n: u64| if n == 0 { 0.0 } else { cpu * 1e6 / n as f64 };
+        RigCost {
+            user_secs,
+            system_secs,
+            cpu_us_per_exchange: per(counters.completed),
+            // Zero when nothing was sent, whatever was received (as before the refactor).
+            cpu_us_per_packet: if counters.sent == 0 {
+                0.0
+            } else {
+                per(counters.sent + counters.received)
+            },
+            bytes_per_subscriber,
+            max_rss_mib,
+        }
+    }
+}
+
 /// The `--json` document.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
