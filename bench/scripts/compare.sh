@@ -35,7 +35,7 @@ OUT=$(cd "$OUT" && pwd)
 
 # Namespaces unique to this run; removed on exit whatever happens.
 TAG=cmp$$
-. "$(dirname "$0")/netns-pair.sh"
+. "$(dirname "$0")/server-pair.sh"
 if [ "$BUILD" = 1 ]; then
     (cd "$ROOT" && cargo build --release --bin tandem --bin tandem-bench)
 fi
@@ -71,14 +71,6 @@ pd_pool = [{ prefix = "2001:db8:9000::/40", delegated_length = 56 }]
 EOF
 }
 
-wait_port() {
-    for _ in $(seq 1 200); do
-        ip netns exec "$SNS" ss -H -uln 'sport = :547' | grep -q . && return 0
-        sleep 0.05
-    done
-    echo "server did not bind port 547"; return 1
-}
-
 start_server() {  # $1 = name
     case "$1" in
         reflector)
@@ -93,24 +85,11 @@ start_server() {  # $1 = name
                 --data-dir "$OUT/data-$d" --shards 1 --log-level warn > "$OUT/$1.log" 2>&1 &
             SERVER_PID=$! ;;
         kea-st|kea-mt)
-            local mt=false; [ "$1" = kea-mt ] && mt=true
-            HARNESS_WORK=$OUT/kea SRV_NS=$SNS SRV_IF=$SIF PERSIST=true MT=$mt THREADS=2 \
-                LOGLEVEL=WARN "$HARNESS/run-kea.sh" start > "$OUT/$1.log" 2>&1
-            SERVER_PID=$(cat "$OUT/kea/run/kea-dhcp6.pid") ;;
+            start_kea "$1" "$OUT/kea" ;;
         *) echo "unknown server $1"; exit 2 ;;
     esac
     wait_port
     sleep 0.3
-}
-
-stop_server() {
-    if [ -n "$SERVER_PID" ]; then
-        kill "$SERVER_PID" 2>/dev/null || true
-        for _ in $(seq 1 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-        SERVER_PID=""
-    fi
 }
 
 # --- load generators

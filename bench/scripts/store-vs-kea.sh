@@ -37,7 +37,7 @@ TANDEM=$ROOT/target/release/tandem
 BENCH=$ROOT/target/release/tandem-bench
 
 TAG=skea$$
-. "$(dirname "$0")/netns-pair.sh"
+. "$(dirname "$0")/server-pair.sh"
 netns_pair_up
 
 tandem_config() {  # $1 = durability
@@ -60,14 +60,6 @@ pool = [{ start = "2001:db8:2::1000", end = "2001:db8:2:0:ffff:ffff:ffff:ffff" }
 EOF
 }
 
-wait_port() {
-    for _ in $(seq 1 200); do
-        ip netns exec "$SNS" ss -H -uln 'sport = :547' | grep -q . && return 0
-        sleep 0.05
-    done
-    echo "server did not bind port 547"; return 1
-}
-
 count_leases() {  # $1 = server
     case "$1" in
         tandem-*) "$TANDEM" leases --data-dir "$OUT/data-$1" count 2>/dev/null | tr -dc '0-9' ;;
@@ -87,24 +79,11 @@ start_server() {  # $1 = name
                 --data-dir "$OUT/data-$1" --shards "$shards" --log-level warn > "$OUT/$1.log" 2>&1 &
             SERVER_PID=$! ;;
         kea-st|kea-mt)
-            local mt=false; [ "$1" = kea-mt ] && mt=true
-            HARNESS_WORK=$OUT/kea-$1 SRV_NS=$SNS SRV_IF=$SIF PERSIST=true MT=$mt THREADS=2 \
-                LOGLEVEL=WARN "$HARNESS/run-kea.sh" start > "$OUT/$1.log" 2>&1
-            SERVER_PID=$(cat "$OUT/kea-$1/run/kea-dhcp6.pid") ;;
+            start_kea "$1" "$OUT/kea-$1" ;;
         *) echo "unknown server $1"; exit 2 ;;
     esac
     wait_port
     sleep 0.3
-}
-
-stop_server() {
-    if [ -n "$SERVER_PID" ]; then
-        kill "$SERVER_PID" 2>/dev/null || true
-        for _ in $(seq 1 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-        SERVER_PID=""
-    fi
 }
 
 echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u)" | tee "$OUT/machine.txt"
