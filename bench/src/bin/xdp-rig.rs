@@ -32,7 +32,7 @@ use tandem::io::xdp::program::XdpProgram;
 use tandem::io::xdp::InterfaceInfo;
 use tandem::io::L2Header;
 use tandem_bench::rig::driver::{self, Driver, Phase};
-use tandem_bench::rig::report::{self, Percentiles, Report, RigCost};
+use tandem_bench::rig::report::{self, Report};
 use tandem_bench::rig::{packet, INTERRUPTED, SERVER_PORT};
 use xsk_rs::config::{
     BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig,
@@ -605,46 +605,15 @@ fn run(a: RunArgs) -> Result<(), String> {
             }
         }
     }
-    let (cpu_u1, cpu_s1, rss) = report::rusage();
     let (cu, cs, _) = measure_cpu.unwrap_or((cpu_u0, cpu_s0, 0.0));
-    let secs = d.measured_secs().max(1e-6);
-    let c = d.counters.clone();
-    drop(program);
-    let report = Report {
-        tool: "xdp-rig",
-        version: env!("CARGO_PKG_VERSION"),
-        scenario: params.scenario,
-        target: format!("{} via AF_XDP on {}", a.target, info.name),
-        path: "relayed".into(),
-        relays: a.relays.max(1),
-        subscribers: params.subscribers,
-        pd: params.pd,
-        retransmit: false,
-        rate_target: params.rate,
-        rate_used: d.rate(),
-        duration_secs: secs,
-        warmup_secs: d.warmup_us as f64 / 1e6,
-        warmup_bound: d.warmup_bound,
-        exchanges_per_sec: c.completed as f64 / secs,
-        transactions_per_sec: c.transactions as f64 / secs,
-        packets_sent_per_sec: c.sent as f64 / secs,
-        completed: c.completed,
-        drops: c.drops,
-        no_addrs_avail: c.no_addrs_avail,
-        no_prefix_avail: c.no_prefix_avail,
-        latency_us: Percentiles::of(&d.latency),
-        transaction_latency_us: Percentiles::of(&d.transaction_latency),
+    let report = Report::measured(
+        "xdp-rig",
+        format!("{} via AF_XDP on {}", a.target, info.name),
+        &d,
+        (cu, cs),
         io_errors,
-        rig: RigCost::over(
-            cpu_u1 - cu,
-            cpu_s1 - cs,
-            &c,
-            Driver::bytes_per_subscriber(),
-            rss,
-        ),
-        series: d.series.clone(),
-        counters: c,
-    };
+    );
+    drop(program);
     print!("{}", report.table());
     Ok(())
 }

@@ -457,6 +457,11 @@ impl Driver {
         self.phase_rate
     }
 
+    /// The parameters this driver runs.
+    pub fn params(&self) -> &Params {
+        &self.p
+    }
+
     fn sample(&mut self, now_us: u64) {
         let secs = (now_us - self.interval_start_us) as f64 / 1e6;
         // A last sliver of an interval (the drain's end) would plot as noise.

@@ -16,8 +16,8 @@ use std::net::{Ipv6Addr, SocketAddrV6};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use driver::{Driver, Params, Path, Phase};
-use report::{Percentiles, Report, RigCost};
+use driver::{Driver, Params, Phase};
+use report::Report;
 use uring::{SocketSpec, UdpRing};
 
 /// RFC 8415 §7.1: All_DHCP_Relay_Agents_and_Servers.
@@ -114,7 +114,6 @@ impl Default for LoopOptions {
 /// Runs one scenario against `ep` and returns its report.
 pub fn run(params: Params, ep: &Endpoint, opts: &LoopOptions) -> std::io::Result<Report> {
     let mut ring = UdpRing::open(&ep.socket, opts.recv_slots, opts.send_slots)?;
-    let rate_target = params.rate;
     let (cpu_u0, cpu_s0, _) = report::rusage();
     let mut d = Driver::new(params.clone());
     let bar = progress_bar(opts.progress);
@@ -178,49 +177,14 @@ pub fn run(params: Params, ep: &Endpoint, opts: &LoopOptions) -> std::io::Result
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    let (cpu_u1, cpu_s1, rss) = report::rusage();
     let (cu, cs, _) = measure_cpu.unwrap_or((cpu_u0, cpu_s0, 0.0));
-    let secs = d.measured_secs().max(1e-6);
-    let c = d.counters.clone();
-    let (path, relays) = match params.path {
-        Path::Direct => ("direct".to_string(), 0),
-        Path::Relayed { relays, .. } => ("relayed".to_string(), relays),
-    };
-    Ok(Report {
-        tool: "tandem-bench",
-        version: env!("CARGO_PKG_VERSION"),
-        scenario: params.scenario,
-        target: ep.label.clone(),
-        path,
-        relays,
-        subscribers: params.subscribers,
-        pd: params.pd,
-        retransmit: params.retransmit,
-        rate_target,
-        rate_used: d.rate(),
-        duration_secs: secs,
-        warmup_secs: d.warmup_us as f64 / 1e6,
-        warmup_bound: d.warmup_bound,
-        exchanges_per_sec: c.completed as f64 / secs,
-        transactions_per_sec: c.transactions as f64 / secs,
-        packets_sent_per_sec: c.sent as f64 / secs,
-        completed: c.completed,
-        drops: c.drops,
-        no_addrs_avail: c.no_addrs_avail,
-        no_prefix_avail: c.no_prefix_avail,
-        latency_us: Percentiles::of(&d.latency),
-        transaction_latency_us: Percentiles::of(&d.transaction_latency),
-        io_errors: ring.counters.send_errors + ring.counters.recv_errors,
-        rig: RigCost::over(
-            cpu_u1 - cu,
-            cpu_s1 - cs,
-            &c,
-            Driver::bytes_per_subscriber(),
-            rss,
-        ),
-        series: d.series.clone(),
-        counters: c,
-    })
+    Ok(Report::measured(
+        "tandem-bench",
+        ep.label.clone(),
+        &d,
+        (cu, cs),
+        ring.counters.send_errors + ring.counters.recv_errors,
+    ))
 }
 
 fn progress_bar(enabled: bool) -> Option<indicatif::ProgressBar> {

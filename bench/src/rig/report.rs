@@ -7,7 +7,7 @@ use hdrhistogram::Histogram;
 use plotters::prelude::*;
 use serde::Serialize;
 
-use super::driver::{Counters, Sample, Scenario};
+use super::driver::{Counters, Driver, Path as RigPath, Sample, Scenario};
 
 /// Latency percentiles in microseconds.
 #[derive(Clone, Copy, Debug, Default, Serialize)]
@@ -112,6 +112,62 @@ pub struct Report {
 }
 
 impl Report {
+    /// The report of a finished run: everything but the labels comes from the driver.
+    /// `cpu_at_measure` is `rusage()` taken when the measured phase began (so warm-up CPU is
+    /// not charged to the exchanges); call this right when the run ends.
+    pub fn measured(
+        tool: &'static str,
+        target: String,
+        d: &Driver,
+        cpu_at_measure: (f64, f64),
+        io_errors: u64,
+    ) -> Report {
+        let (cpu_u1, cpu_s1, rss) = rusage();
+        let (cu, cs) = cpu_at_measure;
+        let p = d.params();
+        let secs = d.measured_secs().max(1e-6);
+        let c = d.counters.clone();
+        let (path, relays) = match p.path {
+            RigPath::Direct => ("direct".to_string(), 0),
+            RigPath::Relayed { relays, .. } => ("relayed".to_string(), relays),
+        };
+        Report {
+            tool,
+            version: env!("CARGO_PKG_VERSION"),
+            scenario: p.scenario,
+            target,
+            path,
+            relays,
+            subscribers: p.subscribers,
+            pd: p.pd,
+            retransmit: p.retransmit,
+            rate_target: p.rate,
+            rate_used: d.rate(),
+            duration_secs: secs,
+            warmup_secs: d.warmup_us as f64 / 1e6,
+            warmup_bound: d.warmup_bound,
+            exchanges_per_sec: c.completed as f64 / secs,
+            transactions_per_sec: c.transactions as f64 / secs,
+            packets_sent_per_sec: c.sent as f64 / secs,
+            completed: c.completed,
+            drops: c.drops,
+            no_addrs_avail: c.no_addrs_avail,
+            no_prefix_avail: c.no_prefix_avail,
+            latency_us: Percentiles::of(&d.latency),
+            transaction_latency_us: Percentiles::of(&d.transaction_latency),
+            io_errors,
+            rig: RigCost::over(
+                cpu_u1 - cu,
+                cpu_s1 - cs,
+                &c,
+                Driver::bytes_per_subscriber(),
+                rss,
+            ),
+            series: d.series.clone(),
+            counters: c,
+        }
+    }
+
     /// The end-of-run table printed on the terminal.
     pub fn table(&self) -> String {
         let c = &self.counters;
