@@ -299,26 +299,16 @@ pub fn store(
         .map_or(state_exp, |l| l.expires_at.max(state_exp))
         .max(if rec.status == B::Active { plt } else { 0 });
     Stored::Upsert(Lease {
-        resource: rec.resource,
-        ia_type: rec.ia_type,
-        duid: *client,
-        iaid: rec.iaid,
-        state: rec.status,
-        preferred_lifetime: rec.preferred_lifetime,
-        valid_lifetime: rec.valid_lifetime,
-        cltt,
         expires_at: state_exp,
-        subnet,
         partner_lifetime: acked,
-        update_pending: false,
+        ..acknowledged_record(client, rec, cltt, subnet)
     })
 }
 
-/// The record of an EXPIRED or RELEASED update kept (instead of [`Stored::Remove`]) by a
-/// server that must hold the resource for a while: acknowledged (`update_pending` clear),
-/// with the update's client, lifetimes and CLTT. The caller sets `expires_at`.
-pub fn held_record(client: &Duid, rec: &LeaseRecord, base_time: u32, subnet: u32) -> Lease {
-    let start = rec.start_time_of_state.map(to_unix).unwrap_or(0);
+/// The lease an update describes, stored as acknowledged (`update_pending` clear): the
+/// update's client, state, lifetimes and `cltt`; `expires_at` and the partner lifetime are
+/// left for the caller (`u64::MAX` and 0).
+fn acknowledged_record(client: &Duid, rec: &LeaseRecord, cltt: u64, subnet: u32) -> Lease {
     Lease {
         resource: rec.resource,
         ia_type: rec.ia_type,
@@ -327,12 +317,21 @@ pub fn held_record(client: &Duid, rec: &LeaseRecord, base_time: u32, subnet: u32
         state: rec.status,
         preferred_lifetime: rec.preferred_lifetime,
         valid_lifetime: rec.valid_lifetime,
-        cltt: rec.clt_abs(base_time).map(to_unix).unwrap_or(start),
+        cltt,
         expires_at: u64::MAX,
         subnet,
         partner_lifetime: 0,
         update_pending: false,
     }
+}
+
+/// The record of an EXPIRED or RELEASED update kept (instead of [`Stored::Remove`]) by a
+/// server that must hold the resource for a while: acknowledged (`update_pending` clear),
+/// with the update's client, lifetimes and CLTT. The caller sets `expires_at`.
+pub fn held_record(client: &Duid, rec: &LeaseRecord, base_time: u32, subnet: u32) -> Lease {
+    let start = rec.start_time_of_state.map(to_unix).unwrap_or(0);
+    let cltt = rec.clt_abs(base_time).map(to_unix).unwrap_or(start);
+    acknowledged_record(client, rec, cltt, subnet)
 }
 
 #[cfg(test)]
