@@ -438,14 +438,10 @@ impl Engine {
     /// meanwhile and this shard would never see the new expiry, so releasing them early
     /// could give one resource to two clients. At the next restart the store recomputes
     /// the set from the tables.
-    pub fn mark_foreign(&mut self, leases: &[Lease]) {
-        let resources: Vec<Resource> = leases.iter().map(|l| l.resource).collect();
-        self.mark_foreign_resources(&resources);
-    }
-
-    /// [`Engine::mark_foreign`] given the resources alone (what the store's startup scan
-    /// finds; after a re-home that is most of the leases, so no lease is built for them).
-    pub fn mark_foreign_resources(&mut self, resources: &[Resource]) {
+    ///
+    /// Resources alone, not leases: after a re-home most of the table is foreign, and the
+    /// store's startup scan finds them without building a lease for each.
+    pub fn mark_foreign(&mut self, resources: &[Resource]) {
         self.foreign.reserve(resources.len());
         for r in resources {
             if self.foreign.insert(*r) && r.is_prefix() {

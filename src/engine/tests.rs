@@ -1069,7 +1069,7 @@ fn foreign_resources_stay_taken() {
         foreign
     };
     foreign.resource = Resource::address("2001:db8:2::100".parse().unwrap());
-    e.mark_foreign(&[foreign, pd]);
+    e.mark_foreign(&[foreign.resource, pd.resource]);
     // Long after the foreign leases' own expiry (the other shard may have renewed them).
     e.expire(at(100_000), &mut t, 100);
     let mut got = Vec::new();

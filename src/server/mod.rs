@@ -327,7 +327,7 @@ fn engine_service(ctx: &ServeContext, index: usize, table: &Table) -> Result<Eng
     let started = std::time::Instant::now();
     engine.load(table);
     if let Some(foreign) = ctx.foreign.get(index) {
-        engine.mark_foreign_resources(foreign);
+        engine.mark_foreign(foreign);
     }
     tracing::info!(
         shard = index,
