@@ -31,8 +31,9 @@
 //!   one shorter datagram as its last segment, which closes it. Segments are kept at most
 //!   1232 bytes (fits the IPv6 minimum MTU: the kernel refuses GSO segments that would need
 //!   fragmentation), at most 64 per send and 64 KiB in total. If the kernel refuses a
-//!   segmented send (EIO: the egress device cannot checksum; EINVAL/EOPNOTSUPP) its
-//!   datagrams are sent again one by one and the socket stops segmenting; no reply is lost.
+//!   segmented send (EIO before Linux 6.11 when the egress device cannot checksum;
+//!   EINVAL/EOPNOTSUPP on paths that cannot segment) its datagrams are sent again one by one
+//!   and the socket stops segmenting; no reply is lost.
 //! * Wake-up: an optional eventfd ([`Waker`]) watched with a multishot poll, so a shard
 //!   blocked in `recv_batch` returns at once when another shard hands it a packet.
 //!
@@ -1379,6 +1380,59 @@ mod tests {
         }
         seen.sort_unstable();
         assert_eq!(seen, (0..10).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn refused_segmented_send_is_resent_one_datagram_at_a_time() {
+        let mut io = offload_io(8);
+        let c = client();
+        let SocketAddr::V6(dst) = c.local_addr().unwrap() else {
+            unreachable!("an IPv6 socket")
+        };
+        let meta = TxMeta {
+            dst,
+            src: Ipv6Addr::UNSPECIFIED,
+            ifindex: 0,
+            l2: None,
+            queue: 0,
+        };
+        for i in 0u8..5 {
+            io.send(&meta, &[i; 20]).unwrap();
+        }
+        // The five replies wait in one open batch. Complete it the way the kernel completes a
+        // segmented send it refuses (before Linux 6.11, EIO when the device cannot checksum)
+        // instead of submitting it.
+        let b = io.coalescer.pop_oldest().expect("an open batch");
+        assert_eq!((b.segments, b.segment, b.bytes), (5, 20, 100));
+        io.tx[usize::from(b.slot)].segment = b.segment;
+        io.tx[usize::from(b.slot)].segments = b.segments;
+        io.complete_send(Completion {
+            user_data: UD_SEND | u64::from(b.slot),
+            result: -libc::EIO,
+            flags: 0,
+        });
+        assert_eq!(io.offloads().1, false, "segmenting stops");
+        io.flush().unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 64];
+        for _ in 0..5 {
+            let (n, _) = c.recv_from(&mut buf).unwrap();
+            assert_eq!(n, 20, "one datagram per reply");
+            got.push(buf[0]);
+        }
+        got.sort_unstable();
+        assert_eq!(got, vec![0, 1, 2, 3, 4]);
+        let st = io.stats();
+        assert_eq!(
+            (st.tx_gso_fallbacks, st.tx_packets, st.tx_errors),
+            (1, 5, 0)
+        );
+        // Later replies go one by one.
+        io.send(&meta, &[9; 20]).unwrap();
+        io.send(&meta, &[9; 20]).unwrap();
+        io.flush().unwrap();
+        assert_eq!(io.stats().tx_gso_sends, 0);
+        assert_eq!(io.stats().tx_packets, 7);
     }
 
     #[test]
