@@ -1411,7 +1411,7 @@ mod tests {
             result: -libc::EIO,
             flags: 0,
         });
-        assert_eq!(io.offloads().1, false, "segmenting stops");
+        assert!(!io.offloads().1, "segmenting stops");
         io.flush().unwrap();
         let mut got = Vec::new();
         let mut buf = [0u8; 64];
