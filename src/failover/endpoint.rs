@@ -624,7 +624,9 @@ impl Endpoint {
         self.send_deadline = None;
         self.control.clear();
         self.answering = None;
-        self.resync = None;
+        // An unfinished UPDREQALL walk is kept: it goes on as ordinary updates on the next
+        // connection, so a partner rebuilding its database from it still gets every binding
+        // even if it asks with UPDREQ next time (after a restart, say).
         self.update_request = None;
         self.draining_for_normal = false;
         // Unacknowledged updates stay flagged in the table; queue them for the next
@@ -1606,8 +1608,7 @@ impl Endpoint {
 
     fn on_update_request(&mut self, table: &mut dyn LeaseTable, xid: u32, all: bool) {
         // §5.3.5/§5.3.6: UPDREQ = everything not yet acknowledged; UPDREQALL = everything.
-        // A new request replaces an answer in progress.
-        self.resync = None;
+        // A new UPDREQALL replaces a walk in progress; an UPDREQ waits for it too (below).
         if all {
             // The walk sends every client with its current records: the queued changes
             // are part of it.
