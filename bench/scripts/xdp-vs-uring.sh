@@ -67,6 +67,7 @@ counters_interval = 0
 [store]
 durability = "memory"
 TOML
+# PERF=DIR: `perf record -g` the server during each run into DIR/perf-SERVER-ROUND.data.
 # XDP_BATCH=N: [io.xdp] batch (frames per receive batch; default 64).
 if [ -n "${XDP_BATCH:-}" ]; then
     sed -i "s/^counters_interval = 0$/counters_interval = 0\n\n[io.xdp]\nbatch = $XDP_BATCH/" "$WORK/tandem.toml"
@@ -120,7 +121,13 @@ for round in $(seq "$ROUNDS"); do
     for s in $SERVERS; do
         start_server "$s"
         stat0=$(grep -E '^cpu[01] ' /proc/stat)
+        if [ -n "${PERF:-}" ]; then
+            # PERF=DIR: profile the server (call graphs) over the generator run.
+            perf record -q -F 999 --call-graph dwarf,16384 -o "$PERF/perf-$s-$round.data" -p "$SRV_PID" 2>/dev/null &
+            PERF_PID=$!
+        fi
         out=$(generate) || true
+        if [ -n "${PERF:-}" ]; then kill -INT "$PERF_PID"; wait "$PERF_PID" || true; fi
         stat1=$(grep -E '^cpu[01] ' /proc/stat)
         if [ -n "${CPUSTAT:-}" ]; then
             # Per-CPU split over the generator run: user nice system idle iowait irq softirq.

@@ -223,24 +223,29 @@ pub fn parse_for_port(
 }
 
 /// Adds `bytes` as big-endian 16-bit words to a one's complement accumulator.
-fn add_words(mut sum: u64, bytes: &[u8]) -> u64 {
+fn add_words(sum: u64, bytes: &[u8]) -> u64 {
+    // RFC 1071 §2(B): the one's complement sum does not depend on byte order, so sum the
+    // data as native 64-bit words (end-around carry) and swap the folded 16-bit result to
+    // network order once: a quarter of the additions of a 16-bit-word loop, no byte swaps.
+    let mut acc = 0u64;
+    let mut add = |word: u64| {
+        let (s, carry) = acc.overflowing_add(word);
+        acc = s + u64::from(carry);
+    };
     let mut chunks = bytes.chunks_exact(8);
     for chunk in &mut chunks {
-        // Eight bytes at a time: the carries fold back in `fold`.
-        sum += u64::from(u16::from_be_bytes([chunk[0], chunk[1]]))
-            + u64::from(u16::from_be_bytes([chunk[2], chunk[3]]))
-            + u64::from(u16::from_be_bytes([chunk[4], chunk[5]]))
-            + u64::from(u16::from_be_bytes([chunk[6], chunk[7]]));
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        add(u64::from_ne_bytes(word));
     }
+    // The tail, zero-padded: an odd last byte is the high byte of its word (RFC 1071).
     let rest = chunks.remainder();
-    let mut pairs = rest.chunks_exact(2);
-    for pair in &mut pairs {
-        sum += u64::from(u16::from_be_bytes([pair[0], pair[1]]));
+    if !rest.is_empty() {
+        let mut tail = [0u8; 8];
+        tail[..rest.len()].copy_from_slice(rest);
+        add(u64::from_ne_bytes(tail));
     }
-    if let [last] = pairs.remainder() {
-        sum += u64::from(u16::from_be_bytes([*last, 0]));
-    }
-    sum
+    sum + u64::from(u16::from_be(fold(acc)))
 }
 
 fn fold(mut sum: u64) -> u16 {
@@ -407,6 +412,27 @@ mod tests {
         );
         // Odd length pads with a zero byte.
         assert_eq!(fold(add_words(0, &[0xab])), 0xab00);
+    }
+
+    /// RFC 1071 as written: big-endian 16-bit words, an odd last byte padded with zero.
+    fn reference_sum(sum: u64, bytes: &[u8]) -> u64 {
+        bytes
+            .chunks(2)
+            .map(|w| u64::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)])))
+            .fold(sum, |a, w| a + w)
+    }
+
+    proptest! {
+        #[test]
+        fn word_sum_matches_16_bit_reference(
+            bytes in proptest::collection::vec(any::<u8>(), 0..1600),
+            start in 0u64..0x1_0000_0000,
+        ) {
+            prop_assert_eq!(
+                fold(add_words(start, &bytes)),
+                fold(reference_sum(start, &bytes))
+            );
+        }
     }
 
     #[test]

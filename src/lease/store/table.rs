@@ -126,7 +126,17 @@ pub(super) struct Delta {
     /// Stable hash of a DUID → first slot of the chain of live leases whose DUIDs have that
     /// hash (chained through `Slot::next_of_client`; a chain is one client's few leases).
     by_client: SplitMap<u64, u32>,
+    /// (expires_at, resource) of every live lease, plus up to `len()` stale entries: a
+    /// renewal adds the new deadline (at the cheap right end of the tree) and leaves the old
+    /// one to be skipped when its time comes, instead of a removal from a random leaf (the
+    /// costliest step of a renewal when profiled). Readers check an entry against the
+    /// lease's current `expires_at`. Once stale entries reach the live count, changes remove
+    /// their old entry again, so the tree stays under twice the live entries plus change
+    /// without a rebuild pause.
     expiry: BTreeSet<(u64, Resource)>,
+    /// Entries of `expiry` left behind by changes (an upper bound: an entry re-added with
+    /// the same key is counted twice).
+    stale: usize,
 }
 
 /// One entry of the delta: a live lease, or `None` for a tombstone (the resource was
@@ -182,9 +192,19 @@ impl Delta {
         })
     }
 
+    /// Retires `old`'s expiry entry: left in place while stale entries are fewer than live
+    /// ones, removed otherwise (see `expiry`).
+    fn retire_deadline(&mut self, old: &Lease) {
+        if self.stale < self.index.len() {
+            self.stale += 1;
+        } else {
+            self.expiry.remove(&(old.expires_at, old.resource));
+        }
+    }
+
     /// Takes slot `s`'s live lease out of the client chain and the expiry queue.
     fn unlink(&mut self, s: u32, old: &Lease) {
-        self.expiry.remove(&(old.expires_at, old.resource));
+        self.retire_deadline(old);
         let h = old.duid.stable_hash();
         let next = self.slots[s as usize].next_of_client;
         self.slots[s as usize].next_of_client = NIL;
@@ -218,12 +238,34 @@ impl Delta {
         self.expiry.insert((l.expires_at, l.resource));
     }
 
+    /// Whether `(at, r)` from `expiry` is the current deadline of `r`'s live lease here.
+    fn deadline_current(&self, at: u64, r: &Resource) -> Option<&Lease> {
+        match self.get(r) {
+            Some(Some(l)) if l.expires_at == at => Some(l),
+            _ => None,
+        }
+    }
+
     /// Sets the entry for `r` (a live lease, or `None` = tombstone), or drops it with
     /// `entry = None, keep_tombstone = false`.
     fn set(&mut self, r: Resource, entry: Option<Lease>, keep_tombstone: bool) {
         let keep = entry.is_some() || keep_tombstone;
         let s = match self.index.get(&r) {
             Some(&s) => {
+                let slot = &mut self.slots[s as usize];
+                match (slot.lease.as_mut(), &entry) {
+                    // A renewal (same client): the slot stays in its client chain, only
+                    // the record and, when it moved, its deadline change.
+                    (Some(old), Some(new)) if old.duid == new.duid => {
+                        let old = std::mem::replace(old, *new);
+                        if old.expires_at != new.expires_at {
+                            self.retire_deadline(&old);
+                            self.expiry.insert((new.expires_at, r));
+                        }
+                        return;
+                    }
+                    _ => {}
+                }
                 if let Some(old) = self.slots[s as usize].lease.take() {
                     self.unlink(s, &old);
                 }
@@ -822,8 +864,10 @@ impl LeaseTable for ShardTable {
             if at > now_secs {
                 break;
             }
-            let Some(Some(&lease)) = self.delta.get(&r) else {
+            let Some(&lease) = self.delta.deadline_current(at, &r) else {
+                // Stale: the lease was changed or removed since.
                 self.delta.expiry.pop_first();
+                self.delta.stale = self.delta.stale.saturating_sub(1);
                 continue;
             };
             if self.expire_one(lease, now_secs, freed).is_err() {
@@ -848,7 +892,7 @@ impl LeaseTable for ShardTable {
             if self.delta.contains(&r) {
                 continue;
             }
-            let Some(Some(&lease)) = fr.get(&r) else {
+            let Some(&lease) = fr.deadline_current(at, &r) else {
                 continue;
             };
             if self.expire_one(lease, now_secs, freed).is_err() {
