@@ -18,23 +18,31 @@
 //! Run: `cargo test --release --test failover_sim -- --nocapture`, with
 //! `TANDEM_SIM_SEEDS=1..500` and `TANDEM_SIM_STEPS=20000` for longer runs.
 //!
-//! The serving path here is a compact stand-in for the DHCPv6 engine's lease decisions
-//! (the engine's failover hooks are wired by the control-core issue): it uses the real
-//! allocator (`alloc::allocate_na` with the bit-127 partition), the real
-//! [`ServiceScope`] and MCLT clamp, and the real [`binding`] transitions, so everything
-//! failover decides is the production code.
+//! Each server runs the real serving path: a [`tandem::engine::Engine`] (real allocator,
+//! a [`MemoryTable`]) fed DHCPv6 messages built with the wire builders (Solicit with and
+//! without Rapid Commit, Request, Renew, Rebind, Release; IA_NA and IA_PD) through a relay,
+//! whose replies the clients parse. The engine and the endpoint are wired the way the
+//! control core wires them: the endpoint's [`ServiceScope`] and prefix split go to the
+//! engine on every change, the engine's committed lease changes go to the endpoint as
+//! lazy BNDUPDs, and every record the endpoint writes or removes (partner bindings,
+//! acknowledged releases) reaches the engine's prefix allocator through a [`ChangeLog`].
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::net::{Ipv6Addr, SocketAddrV6};
+use std::sync::Arc;
 
-use tandem::alloc::{allocate_na, Ownership, Partition};
-use tandem::config::Pool;
+use tandem::config::Config;
+use tandem::engine::{ChangeLog, Engine, Outcome as EngineOutcome, Received, ShardId};
 use tandem::failover::{
-    binding, mclt, Answer, ClientMessage, Endpoint, Event, FailoverConfig, PdPool, PersistentState,
-    PoolStatus, Role, ServerState, ServiceScope, Subnet,
+    binding, mclt, Endpoint, Event, FailoverConfig, PdPool, PersistentState, PoolStatus, Role,
+    ServerState, Subnet,
 };
 use tandem::lease::memory::MemoryTable;
-use tandem::lease::{BindingState, Duid, IaType, Lease, LeaseTable, Resource};
+use tandem::lease::{BindingState, Duid, Lease, LeaseTable, Resource};
 use tandem::time::Timestamp;
+use tandem::wire::{
+    self, IaAddr, IaNa, IaPd, IaPrefix, MessageType, StatusCode, StatusView, Writer,
+};
 
 const MCLT: u32 = 60;
 const DESIRED: u32 = 600;
@@ -68,11 +76,33 @@ impl Rng {
     }
 }
 
-fn addr_pool() -> Pool {
-    Pool {
-        start: "2001:db8:1::1000".parse().unwrap(),
-        end: "2001:db8:1::13ff".parse().unwrap(),
-    }
+/// The engines' configuration: the same link and pools as the endpoints' (RFC 8156 §4.1:
+/// both servers configured alike). Rapid Commit is allowed on the link, so a Rebind of an
+/// unknown binding may create it (RFC 8415 §18.3.5) as the partner of a failed server
+/// must; desired valid lifetime [`DESIRED`], preferred 3/4 of it.
+const ENGINE_CONFIG: &str = r#"
+[[subnet]]
+prefix = "2001:db8:1::/64"
+rapid_commit = true
+preferred_lifetime = 450
+valid_lifetime = 600
+pool = [{ start = "2001:db8:1::1000", end = "2001:db8:1::13ff" }]
+pd_pool = [{ prefix = "2001:db8:100::/48", delegated_length = 56 }]
+"#;
+
+/// The relay every client sits behind (its link-address selects the subnet, §13.1).
+const RELAY_LINK: &str = "2001:db8:1::1";
+
+fn engine_config() -> Arc<Config> {
+    Arc::new(Config::from_str(ENGINE_CONFIG, "failover_sim.toml").expect("sim config"))
+}
+
+fn server_duid(role: Role) -> Duid {
+    let n = match role {
+        Role::Primary => 1,
+        Role::Secondary => 2,
+    };
+    Duid::new(&[0, 1, 0, 1, 0x5a, 0x5a, 0, n, 0xde, 0xad, 0xbe, 0xef, 0, n]).unwrap()
 }
 
 fn pd_pool() -> PdPool {
@@ -104,54 +134,208 @@ fn config(role: Role) -> FailoverConfig {
     c
 }
 
+/// One address or prefix in a parsed reply IA.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Outcome {
-    Granted {
-        valid: u32,
-        addr: Resource,
-        prefix: Option<Resource>,
-    },
-    NoBinding,
-    NoAnswer,
+struct Granted {
+    resource: Resource,
+    valid: u32,
+}
+
+/// One IA of a parsed Reply/Advertise: its entries and status.
+#[derive(Clone, Debug, Default)]
+struct IaResult {
+    entries: Vec<Granted>,
+    status: Option<StatusCode>,
+}
+
+/// A server's answer as the client reads it.
+#[derive(Clone, Debug)]
+struct Reply {
+    msg_type: MessageType,
+    server_id: Vec<u8>,
+    t1: u32,
+    t2: u32,
+    na: Option<IaResult>,
+    pd: Option<IaResult>,
+}
+
+/// Parses the message inside the engine's Relay-repl; the simulated client checks what a
+/// real client checks (RFC 8415 §16, §18.2.10).
+fn parse_reply(bytes: &[u8]) -> Reply {
+    let relayed = wire::parse_relayed(bytes).expect("the engine's reply parses");
+    let msg = relayed.message();
+    let opts = msg.into_options();
+    let status_of = |o: wire::Options<'_>| {
+        o.get(wire::OPTION_STATUS_CODE)
+            .map(|d| StatusView::new_checked(d).expect("status parses").status())
+    };
+    let mut r = Reply {
+        msg_type: relayed.message().msg_type(),
+        server_id: opts
+            .clone()
+            .get(wire::OPTION_SERVERID)
+            .expect("SERVERID")
+            .to_vec(),
+        t1: 0,
+        t2: 0,
+        na: None,
+        pd: None,
+    };
+    for d in opts.clone().get_all(wire::OPTION_IA_NA) {
+        let ia = IaNa::new_checked(d).expect("IA_NA parses");
+        r.t1 = ia.t1();
+        r.t2 = ia.t2();
+        let entries = ia
+            .addresses()
+            .map(|a| {
+                let a: IaAddr<'_> = a.expect("IAADDR parses");
+                Granted {
+                    resource: Resource::address(a.address()),
+                    valid: a.valid_lifetime(),
+                }
+            })
+            .collect();
+        r.na = Some(IaResult {
+            entries,
+            status: status_of(ia.options()),
+        });
+    }
+    for d in opts.get_all(wire::OPTION_IA_PD) {
+        let ia = IaPd::new_checked(d).expect("IA_PD parses");
+        if r.na.as_ref().is_none_or(|n| n.entries.is_empty()) {
+            r.t1 = ia.t1();
+            r.t2 = ia.t2();
+        }
+        let entries = ia
+            .prefixes()
+            .map(|p| {
+                let p: IaPrefix<'_> = p.expect("IAPREFIX parses");
+                Granted {
+                    resource: Resource::prefix(p.prefix(), p.prefix_len()),
+                    valid: p.valid_lifetime(),
+                }
+            })
+            .collect();
+        r.pd = Some(IaResult {
+            entries,
+            status: status_of(ia.options()),
+        });
+    }
+    r
 }
 
 struct Server {
     role: Role,
     cfg: FailoverConfig,
     ep: Option<Endpoint>,
+    /// The DHCPv6 engine; exists while the server runs (with `ep`).
+    engine: Option<Engine>,
+    duid: Duid,
     table: MemoryTable,
     persisted: Option<PersistentState>,
     saved_pool: Vec<(Resource, PoolStatus)>,
     skew_ms: i64,
     conn: Option<u64>,
+    /// Resources the endpoint's last call wrote or removed ([`ChangeLog`]).
+    changed: Vec<Resource>,
 }
 
 impl Server {
     fn new(role: Role, now_ms: u64) -> Server {
         let cfg = config(role);
-        Server {
+        let mut s = Server {
             role,
-            ep: Some(Endpoint::new(cfg.clone(), None, Timestamp(now_ms))),
+            ep: None,
+            engine: None,
+            duid: server_duid(role),
             cfg,
             table: MemoryTable::new(),
             persisted: None,
             saved_pool: Vec::new(),
             skew_ms: 0,
             conn: None,
+            changed: Vec::new(),
+        };
+        s.start(Timestamp(now_ms));
+        s
+    }
+
+    /// Starts (or restarts) the endpoint and the engine from stable storage: the engine
+    /// gets the endpoint's scope first, then rebuilds its allocator from the table.
+    fn start(&mut self, now: Timestamp) {
+        let mut ep = Endpoint::new(self.cfg.clone(), self.persisted, now);
+        ep.restore_prefix_pool(&self.saved_pool);
+        let mut engine = Engine::new(engine_config(), self.duid, ShardId { index: 0, count: 1 });
+        engine.set_scope(ep.scope());
+        for (r, st) in ep.prefix_pool().iter() {
+            engine.set_prefix_status(r, st);
         }
+        engine.load(&self.table);
+        self.ep = Some(ep);
+        self.engine = Some(engine);
     }
 
     fn local(&self, global_ms: u64) -> Timestamp {
         Timestamp((global_ms as i64 + self.skew_ms).max(0) as u64)
     }
 
-    fn scope(&self) -> Option<ServiceScope> {
-        self.ep.as_ref().map(|e| e.scope())
-    }
-
     fn state(&self) -> Option<ServerState> {
         self.ep.as_ref().map(|e| e.server_state())
     }
+
+    /// Runs one endpoint call that is handed the lease table, then tells the engine about
+    /// every record the endpoint wrote or removed.
+    fn with_ep<R>(
+        &mut self,
+        now: Timestamp,
+        f: impl FnOnce(&mut Endpoint, &mut dyn LeaseTable) -> R,
+    ) -> Option<R> {
+        let ep = self.ep.as_mut()?;
+        let mut changed = std::mem::take(&mut self.changed);
+        let r = f(ep, &mut ChangeLog::new(&mut self.table, &mut changed));
+        if let Some(engine) = self.engine.as_mut() {
+            for c in changed.drain(..) {
+                engine.binding_changed(&c, &self.table, now);
+            }
+        }
+        changed.clear();
+        self.changed = changed;
+        Some(r)
+    }
+
+    /// The control core's duty after endpoint events: a new scope (state, MCLT,
+    /// PARTNER-DOWN entry) and, on `PoolChanged`, the prefix split.
+    fn sync_engine(&mut self, pool_changed: bool) {
+        let (Some(ep), Some(engine)) = (self.ep.as_ref(), self.engine.as_mut()) else {
+            return;
+        };
+        if *engine.scope() != ep.scope() {
+            engine.set_scope(ep.scope());
+        }
+        if pool_changed {
+            for (r, st) in ep.prefix_pool().iter() {
+                engine.set_prefix_status(r, st);
+            }
+        }
+    }
+
+    /// Hands the engine's committed lease changes to the endpoint (lazy BNDUPDs, §4.3).
+    fn flush_updates(&mut self) {
+        let (Some(ep), Some(engine)) = (self.ep.as_mut(), self.engine.as_mut()) else {
+            return;
+        };
+        self.table.commit().unwrap();
+        for r in engine.drain_binding_updates() {
+            ep.lease_changed(r);
+        }
+    }
+}
+
+/// A resource a client holds and when its valid lifetime ends (global ms).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Held {
+    resource: Resource,
+    end_at: u64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -161,12 +345,18 @@ enum ClientState {
     },
     Bound {
         server: usize,
-        addr: Resource,
-        prefix: Option<Resource>,
+        addr: Held,
+        prefix: Option<Held>,
         t1_at: u64,
         t2_at: u64,
-        end_at: u64,
     },
+}
+
+/// What one exchange with one server gave the client.
+#[derive(Clone, Debug)]
+enum Answer {
+    Reply(Reply),
+    NoAnswer,
 }
 
 struct Client {
@@ -290,13 +480,8 @@ impl World {
     // ----- connection ------------------------------------------------------------
 
     fn drain_events(&mut self, i: usize) {
-        loop {
-            let Some(ep) = self.servers[i].ep.as_mut() else {
-                return;
-            };
-            let Some(ev) = ep.poll_event() else {
-                return;
-            };
+        let mut pool_changed = false;
+        while let Some(ev) = self.servers[i].ep.as_mut().and_then(|ep| ep.poll_event()) {
             match ev {
                 Event::StateChanged { from, to } => {
                     self.stats.visited.insert(to);
@@ -318,9 +503,10 @@ impl World {
                     "{:?} update of {resource} rejected: {code:?}",
                     self.servers[i].role
                 )),
-                Event::PoolChanged => {}
+                Event::PoolChanged => pool_changed = true,
             }
         }
+        self.servers[i].sync_engine(pool_changed);
     }
 
     fn persist(&mut self, i: usize) {
@@ -345,10 +531,7 @@ impl World {
             return;
         }
         let now = self.servers[i].local(self.now);
-        let s = &mut self.servers[i];
-        if let Some(ep) = s.ep.as_mut() {
-            ep.handle_disconnected(now, &mut s.table);
-        }
+        self.servers[i].with_ep(now, |ep, t| ep.handle_disconnected(now, t));
         self.drain_events(i);
     }
 
@@ -385,9 +568,9 @@ impl World {
                     continue;
                 }
                 let now = self.servers[to].local(self.now);
-                let s = &mut self.servers[to];
-                if let Some(ep) = s.ep.as_mut() {
-                    let used = ep.handle_stream(now, &m.bytes, &mut s.table);
+                if let Some(used) =
+                    self.servers[to].with_ep(now, |ep, t| ep.handle_stream(now, &m.bytes, t))
+                {
                     assert_eq!(used, m.bytes.len(), "whole frames are sent");
                 }
                 self.drain_events(to);
@@ -400,10 +583,7 @@ impl World {
                 };
                 let now = self.servers[i].local(self.now);
                 let mut buf = Vec::new();
-                let s = &mut self.servers[i];
-                if let Some(ep) = s.ep.as_mut() {
-                    while ep.poll_transmit(now, &mut s.table, &mut buf) {}
-                }
+                self.servers[i].with_ep(now, |ep, t| while ep.poll_transmit(now, t, &mut buf) {});
                 self.drain_events(i);
                 self.watch("tx");
                 if !buf.is_empty() {
@@ -450,6 +630,7 @@ impl World {
         ));
         self.persist(i);
         self.servers[i].ep = None;
+        self.servers[i].engine = None;
         self.servers[i].conn = None;
         if self.net_up {
             // The peer's TCP sees the reset.
@@ -464,21 +645,16 @@ impl World {
 
     fn restart(&mut self, i: usize) {
         let now = self.servers[i].local(self.now);
-        let s = &mut self.servers[i];
-        let mut ep = Endpoint::new(s.cfg.clone(), s.persisted, now);
-        ep.restore_prefix_pool(&s.saved_pool);
-        s.ep = Some(ep);
+        self.servers[i].start(now);
         self.log(format!("{:?} restarts", self.servers[i].role));
         self.drain_events(i);
     }
 
     fn operator_partner_down(&mut self, i: usize) -> bool {
         let now = self.servers[i].local(self.now);
-        let s = &mut self.servers[i];
-        let ok = match s.ep.as_mut() {
-            Some(ep) => ep.partner_down(now, &mut s.table).is_ok(),
-            None => false,
-        };
+        let ok = self.servers[i]
+            .with_ep(now, |ep, t| ep.partner_down(now, t).is_ok())
+            .unwrap_or(false);
         if ok {
             self.log(format!("operator: {:?} partner-down", self.servers[i].role));
         }
@@ -486,248 +662,331 @@ impl World {
         ok
     }
 
-    // ----- the serving path -------------------------------------------------------
+    // ----- the serving path: each server's real engine -------------------------------
 
-    fn is_free(table: &MemoryTable, r: &Resource) -> bool {
-        table
-            .by_resource(r)
-            .is_none_or(|l| !binding::holds_resource(&l))
+    /// Client `c`'s message: CLIENTID, SERVERID when directed, Elapsed Time, Rapid Commit
+    /// when asked, one IA_NA and one IA_PD with the given hints.
+    fn client_message(
+        &mut self,
+        c: usize,
+        msg_type: MessageType,
+        server: Option<&[u8]>,
+        rapid: bool,
+        addr: Option<Resource>,
+        prefix: Option<Resource>,
+    ) -> Vec<u8> {
+        let xid = self.rng.below(1 << 24) as u32;
+        let cl = &self.clients[c];
+        let mut buf = Vec::new();
+        let mut w = Writer::message(&mut buf, msg_type, xid);
+        w.client_id(cl.duid.as_bytes());
+        if let Some(sid) = server {
+            w.server_id(sid);
+        }
+        w.elapsed_time(0);
+        if rapid {
+            w.rapid_commit();
+        }
+        w.ia_na(cl.iaid, 0, 0, |w| {
+            if let Some(a) = addr {
+                w.ia_addr(a.addr, 0, 0, |_| {});
+            }
+        });
+        w.ia_pd(cl.iaid, 0, 0, |w| {
+            if let Some(p) = prefix {
+                w.ia_prefix(0, 0, p.prefix_len, p.addr, |_| {});
+            }
+        });
+        w.finish().expect("client message fits");
+        buf
     }
 
-    /// A Solicit/Request exchange (rapid commit) at server `i`.
-    fn serve_new(&mut self, i: usize, c: usize) -> Outcome {
-        let Some(scope) = self.servers[i].scope() else {
-            return Outcome::NoAnswer;
+    /// Relays `inner` from client `c` to server `i`'s engine and returns what the client
+    /// reads back. Then, as the shard loop does once the table batch is durable, hands the
+    /// engine's lease changes to the endpoint, and checks the MCLT rule (§4.4) on every
+    /// lifetime the reply gives.
+    fn exchange(&mut self, i: usize, c: usize, inner: &[u8]) -> Answer {
+        let now = self.servers[i].local(self.now);
+        let mut payload = Vec::new();
+        let mut w = Writer::relay(
+            &mut payload,
+            MessageType::RelayForw,
+            0,
+            RELAY_LINK.parse().unwrap(),
+            Ipv6Addr::from((0xfe80_u128 << 112) | (c as u128 + 1)),
+        );
+        w.relay_msg(|w| {
+            w.bytes(inner);
+        });
+        w.finish().expect("relay message fits");
+        let rx = Received {
+            src: SocketAddrV6::new(RELAY_LINK.parse().unwrap(), 547, 0, 0),
+            dst: "2001:db8:1::547".parse().unwrap(),
+            ifindex: 9,
         };
-        if scope.may_answer(ClientMessage::Solicit, false) != Answer::Serve {
-            return Outcome::NoAnswer;
-        }
-        let now = self.servers[i].local(self.now).secs();
-        let (duid, iaid) = (self.clients[c].duid, self.clients[c].iaid);
-        let role = self.servers[i].role;
         let s = &mut self.servers[i];
-        let mut existing = Vec::new();
-        s.table.client_leases(&duid, &mut existing);
-        let mut addr = existing
-            .iter()
-            .find(|l| l.ia_type == IaType::Na && l.state == BindingState::Active)
-            .map(|l| l.resource);
-        if addr.is_none() {
-            let own = match role {
-                Role::Primary => Ownership::Odd,
-                Role::Secondary => Ownership::Even,
-            };
-            let table = &s.table;
-            addr = allocate_na(
-                duid.as_bytes(),
-                iaid,
-                &addr_pool(),
-                &Partition::new(0, 1, own),
-                |a| scope.may_allocate_address(a) && Self::is_free(table, &Resource::address(a)),
-            )
-            .map(Resource::address);
-        }
-        let Some(addr) = addr else {
-            return Outcome::NoAnswer;
+        let Some(engine) = s.engine.as_mut() else {
+            return Answer::NoAnswer;
         };
-        let mut prefix = existing
-            .iter()
-            .find(|l| l.ia_type == IaType::Pd && l.state == BindingState::Active)
-            .map(|l| l.resource);
-        if prefix.is_none() {
-            let ep = s.ep.as_ref().unwrap();
-            let pool = ep.prefix_pool();
-            // §8.4.1: our own prefixes first; the partner's only when the scope allows.
-            for pass_own in [true, false] {
-                prefix = pool
-                    .iter()
-                    .filter(|(r, _)| {
-                        let owner = pool.owner(r);
-                        owner.is_some_and(|o| {
-                            (o == role) == pass_own && scope.may_allocate_prefix(o, now)
-                        })
-                    })
-                    .map(|(r, _)| r)
-                    .find(|r| Self::is_free(&s.table, r));
-                if prefix.is_some() {
-                    break;
+        let mut out = Vec::new();
+        let outcome = engine.handle(&rx, &payload, now, &mut s.table, &mut out);
+        let scope = *engine.scope();
+        s.flush_updates();
+        if let EngineOutcome::Drop(_) = outcome {
+            return Answer::NoAnswer;
+        }
+        let reply = parse_reply(&out);
+        let mut bad = Vec::new();
+        if reply.server_id != s.duid.as_bytes() {
+            bad.push(format!("{:?} answered with another SERVERID", s.role));
+        }
+        if reply.msg_type == MessageType::Reply {
+            let now_s = now.secs();
+            let granted = [&reply.na, &reply.pd]
+                .into_iter()
+                .flatten()
+                .flat_map(|ia| ia.entries.iter())
+                .filter(|g| g.valid > 0);
+            for g in granted {
+                let Some(mut l) = s.table.by_resource(&g.resource) else {
+                    bad.push(format!(
+                        "{:?} granted {} with no record",
+                        s.role, g.resource
+                    ));
+                    continue;
+                };
+                // What the client was promised, against what the partner acknowledged.
+                l.cltt = now_s;
+                l.valid_lifetime = g.valid;
+                if !mclt::respects_mclt(&l, now_s, scope.mclt, !scope.mclt_applies()) {
+                    bad.push(format!(
+                        "MCLT rule broken by {:?} for {}: {l:?}",
+                        s.role, g.resource
+                    ));
                 }
             }
         }
-        self.grant(i, c, addr, prefix, now, scope)
-    }
-
-    /// Writes the client's leases with MCLT-clamped lifetimes and queues the BNDUPD.
-    fn grant(
-        &mut self,
-        i: usize,
-        c: usize,
-        addr: Resource,
-        prefix: Option<Resource>,
-        now: u64,
-        scope: ServiceScope,
-    ) -> Outcome {
-        let (duid, iaid) = (self.clients[c].duid, self.clients[c].iaid);
-        let s = &mut self.servers[i];
-        let mut leases = Vec::new();
-        for (r, ia) in [(Some(addr), IaType::Na), (prefix, IaType::Pd)] {
-            let Some(r) = r else { continue };
-            let old = s.table.by_resource(&r).filter(|l| l.duid == duid);
-            leases.push(Lease {
-                resource: r,
-                ia_type: ia,
-                duid,
-                iaid,
-                state: BindingState::Active,
-                preferred_lifetime: 0,
-                valid_lifetime: 0,
-                cltt: now,
-                expires_at: 0,
-                subnet: 0,
-                partner_lifetime: old.map_or(0, |l| l.partner_lifetime),
-                update_pending: true,
-            });
-        }
-        // Both IAs get one lifetime: the tighter of the two clamps (§4.4).
-        let valid = leases
-            .iter()
-            .map(|l| scope.valid_lifetime(DESIRED, l.partner_lifetime, now))
-            .min()
-            .unwrap_or(0);
-        if valid == 0 {
-            return Outcome::NoAnswer;
-        }
-        let mut bad = Vec::new();
-        for l in &mut leases {
-            l.valid_lifetime = valid;
-            l.preferred_lifetime = mclt::preferred_lifetime(valid / 2 + valid / 4, valid);
-            l.expires_at = now + u64::from(valid);
-            if !mclt::respects_mclt(l, now, scope.mclt, !scope.mclt_applies()) {
-                bad.push(format!(
-                    "MCLT rule broken by {:?} for {}: {l:?}",
-                    s.role, l.resource
-                ));
-            }
-            s.table.upsert(*l).unwrap();
-            s.ep.as_mut().unwrap().lease_changed(l.resource);
-        }
-        s.table.commit().unwrap();
         for b in bad {
             self.violation(b);
         }
+        self.watch("client");
+        Answer::Reply(reply)
+    }
+
+    /// Answers from `reply` for the resource of `held` (or, without one, anything granted).
+    fn granted_in(ia: Option<&IaResult>) -> Option<Granted> {
+        ia?.entries.iter().copied().find(|g| g.valid > 0)
+    }
+
+    /// Client `c` takes what a Reply to its Solicit (Rapid Commit) or Request gave it.
+    fn bind(&mut self, c: usize, server: usize, reply: &Reply) -> bool {
+        if reply.msg_type != MessageType::Reply {
+            return false;
+        }
+        let Some(addr) = Self::granted_in(reply.na.as_ref()) else {
+            return false;
+        };
+        let prefix = Self::granted_in(reply.pd.as_ref());
+        let held = |g: Granted, now: u64| Held {
+            resource: g.resource,
+            end_at: now + u64::from(g.valid) * 1000,
+        };
+        let (t1, t2) = self.timers(reply, addr.valid);
+        self.clients[c].state = ClientState::Bound {
+            server,
+            addr: held(addr, self.now),
+            prefix: prefix.map(|p| held(p, self.now)),
+            t1_at: self.now + t1,
+            t2_at: self.now + t2,
+        };
         self.stats.grants += 1;
         self.log(format!(
-            "{:?} grants client {c}: {addr} {prefix:?} for {valid} s",
-            self.servers[i].role
+            "{:?} grants client {c}: {} {:?} for {} s",
+            self.servers[server].role,
+            addr.resource,
+            prefix.map(|p| p.resource),
+            addr.valid
         ));
-        Outcome::Granted {
-            valid,
-            addr,
-            prefix,
-        }
+        true
     }
 
-    /// Renew (to the server that granted, `directed`) or Rebind (to any) at server `i`.
-    fn serve_renew(&mut self, i: usize, c: usize, directed: bool) -> Outcome {
-        let Some(scope) = self.servers[i].scope() else {
-            return Outcome::NoAnswer;
-        };
-        let msg = if directed {
-            ClientMessage::Renew
+    /// T1 and T2 in ms from the reply (RFC 8415 §18.2.4: 0 leaves them to the client,
+    /// which uses 0.5 and 0.8 of the lifetime).
+    fn timers(&self, reply: &Reply, valid: u32) -> (u64, u64) {
+        let v = u64::from(valid) * 1000;
+        if reply.t1 == 0 || reply.t2 == 0 {
+            (v / 2, v * 4 / 5)
         } else {
-            ClientMessage::Rebind
-        };
-        let answer = scope.may_answer(msg, directed);
-        if answer == Answer::Ignore {
-            return Outcome::NoAnswer;
+            (u64::from(reply.t1) * 1000, u64::from(reply.t2) * 1000)
         }
-        let ClientState::Bound { addr, prefix, .. } = self.clients[c].state else {
-            return Outcome::NoAnswer;
-        };
-        let now = self.servers[i].local(self.now).secs();
-        let duid = self.clients[c].duid;
-        for r in [Some(addr), prefix].into_iter().flatten() {
-            match self.servers[i].table.by_resource(&r) {
-                Some(l) if l.duid == duid => {}
-                Some(l) if !binding::claimable_by(Some(&l), &duid, now) => {
-                    self.log(format!(
-                        "{:?} has {r} for another client: {l:?}",
-                        self.servers[i].role
-                    ));
-                    return Outcome::NoBinding;
-                }
-                // RFC 8415 §18.3.4/§18.3.5: a binding the server does not know may be
-                // created for addresses appropriate to the link, but not in RECOVER-DONE
-                // (§8.7.1: no new leases); the client then rebinds elsewhere.
-                _ if answer == Answer::ServeExistingOnly => return Outcome::NoAnswer,
-                _ => {}
-            }
-        }
-        self.stats.renewals += 1;
-        self.grant(i, c, addr, prefix, now, scope)
     }
 
-    fn serve_release(&mut self, i: usize, c: usize) {
-        let Some(scope) = self.servers[i].scope() else {
-            return;
-        };
-        if scope.may_answer(ClientMessage::Release, true) == Answer::Ignore {
-            return;
-        }
-        let now = self.servers[i].local(self.now).secs();
-        let duid = self.clients[c].duid;
-        let s = &mut self.servers[i];
-        let mut leases = Vec::new();
-        s.table.client_leases(&duid, &mut leases);
-        for mut l in leases {
-            if l.state == BindingState::Active {
-                binding::release(&mut l, now);
-                s.table.upsert(l).unwrap();
-                s.ep.as_mut().unwrap().lease_changed(l.resource);
-            }
-        }
-        s.table.commit().unwrap();
-    }
-
+    /// Server `i`'s engine moves leases whose time is up (ACTIVE → EXPIRED, held for the
+    /// partner's acknowledgement); the changes go to the endpoint.
     fn expire_leases(&mut self, i: usize) {
-        let now = self.servers[i].local(self.now).secs();
+        let now = self.servers[i].local(self.now);
         let s = &mut self.servers[i];
-        let Some(ep) = s.ep.as_mut() else { return };
-        let mut due = Vec::new();
-        s.table.for_each(&mut |l: &Lease| {
-            if l.state == BindingState::Active && l.expires_at <= now {
-                due.push(*l);
-            }
-        });
-        for mut l in due {
-            binding::expire(&mut l);
-            s.table.upsert(l).unwrap();
-            ep.lease_changed(l.resource);
-        }
-        s.table.commit().unwrap();
+        let Some(engine) = s.engine.as_mut() else {
+            return;
+        };
+        while engine.expire(now, &mut s.table, 256) == 256 {}
+        s.flush_updates();
     }
 
     // ----- clients ----------------------------------------------------------------
 
-    fn bound(&mut self, c: usize, server: usize, out: Outcome) -> bool {
-        if let Outcome::Granted {
-            valid,
-            addr,
-            prefix,
-        } = out
-        {
-            let v = u64::from(valid) * 1000;
-            self.clients[c].state = ClientState::Bound {
-                server,
-                addr,
-                prefix,
-                t1_at: self.now + v / 2,
-                t2_at: self.now + v * 4 / 5,
-                end_at: self.now + v,
+    /// An idle client solicits (with Rapid Commit half of the time) at the servers in a
+    /// random order and takes the first that binds it (Advertise → Request otherwise).
+    fn solicit(&mut self, c: usize) -> bool {
+        let first = self.rng.below(2) as usize;
+        let rapid = self.rng.chance(500);
+        for i in [first, 1 - first] {
+            let sol = self.client_message(c, MessageType::Solicit, None, rapid, None, None);
+            let Answer::Reply(adv) = self.exchange(i, c, &sol) else {
+                continue;
             };
-            return true;
+            if adv.msg_type == MessageType::Reply {
+                if self.bind(c, i, &adv) {
+                    return true;
+                }
+                continue;
+            }
+            // RFC 8415 §18.2.2: Request what was advertised, to the advertising server.
+            let Some(addr) = Self::granted_in(adv.na.as_ref()) else {
+                continue;
+            };
+            let prefix = Self::granted_in(adv.pd.as_ref()).map(|g| g.resource);
+            let req = self.client_message(
+                c,
+                MessageType::Request,
+                Some(&adv.server_id),
+                false,
+                Some(addr.resource),
+                prefix,
+            );
+            if let Answer::Reply(r) = self.exchange(i, c, &req) {
+                if self.bind(c, i, &r) {
+                    return true;
+                }
+            }
         }
         false
+    }
+
+    /// What a Renew/Rebind Reply did to the client's bindings (RFC 8415 §18.2.10.1):
+    /// `Some(true)` extended, `Some(false)` answered without extending (try again later),
+    /// violations recorded for a refused or moved valid lease.
+    fn renewed(&mut self, c: usize, server: usize, reply: &Reply) {
+        let ClientState::Bound {
+            addr,
+            prefix,
+            t1_at,
+            t2_at,
+            ..
+        } = self.clients[c].state
+        else {
+            return;
+        };
+        let role = self.servers[server].role;
+        let mut extended = false;
+        let mut violations = Vec::new();
+        let mut update = |h: Held, ia: Option<&IaResult>, now: u64| -> Option<Held> {
+            let Some(ia) = ia else {
+                return Some(h);
+            };
+            if ia.status == Some(StatusCode::NoBinding) {
+                violations.push(format!(
+                    "lease stability: {role:?} refused client {c} ({}) valid for {} s more",
+                    h.resource,
+                    (h.end_at - now) / 1000
+                ));
+                return None;
+            }
+            if let Some(g) = ia.entries.iter().find(|g| g.resource == h.resource) {
+                if g.valid == 0 {
+                    violations.push(format!(
+                        "lease stability: {role:?} ended client {c}'s {} valid for {} s more",
+                        h.resource,
+                        (h.end_at - now) / 1000
+                    ));
+                    return None;
+                }
+                extended = true;
+                return Some(Held {
+                    resource: h.resource,
+                    end_at: now + u64::from(g.valid) * 1000,
+                });
+            }
+            if let Some(g) = ia.entries.iter().find(|g| g.valid > 0) {
+                violations.push(format!(
+                    "lease stability: client {c} moved from {} to {} by {role:?}",
+                    h.resource, g.resource
+                ));
+                extended = true;
+                return Some(Held {
+                    resource: g.resource,
+                    end_at: now + u64::from(g.valid) * 1000,
+                });
+            }
+            // NoAddrsAvail / NoPrefixAvail (RECOVER-DONE makes nothing new, §8.7.1): keep
+            // the binding until it ends.
+            Some(h)
+        };
+        let now = self.now;
+        let new_addr = update(addr, reply.na.as_ref(), now);
+        let new_prefix = match prefix {
+            Some(p) => update(p, reply.pd.as_ref(), now),
+            // A client without a prefix keeps asking for one (IA_PD with no hint).
+            None => Self::granted_in(reply.pd.as_ref()).map(|g| Held {
+                resource: g.resource,
+                end_at: now + u64::from(g.valid) * 1000,
+            }),
+        };
+        for v in violations {
+            self.violation(v);
+        }
+        let Some(new_addr) = new_addr else {
+            self.clients[c].state = ClientState::Idle {
+                next_at: self.now + 1_000,
+            };
+            return;
+        };
+        if !extended {
+            self.clients[c].state = ClientState::Bound {
+                server: match self.clients[c].state {
+                    ClientState::Bound { server, .. } => server,
+                    ClientState::Idle { .. } => server,
+                },
+                addr: new_addr,
+                prefix: new_prefix,
+                t1_at,
+                t2_at,
+            };
+            self.retry_later(c);
+            return;
+        }
+        self.stats.renewals += 1;
+        let valid = ((new_addr.end_at - now) / 1000) as u32;
+        let (t1, t2) = self.timers(reply, valid);
+        self.clients[c].state = ClientState::Bound {
+            server,
+            addr: new_addr,
+            prefix: new_prefix,
+            t1_at: now + t1,
+            t2_at: now + t2,
+        };
+    }
+
+    /// Retransmit later (RFC 8415 §18.2.4/§18.2.5 back-off, coarsened).
+    fn retry_later(&mut self, c: usize) {
+        let retry = self.now + 3_000;
+        if let ClientState::Bound { t1_at, t2_at, .. } = &mut self.clients[c].state {
+            if self.now >= *t2_at {
+                *t2_at = retry;
+            } else {
+                *t1_at = retry.min(*t2_at);
+            }
+        }
     }
 
     fn client_step(&mut self, c: usize) {
@@ -736,26 +995,20 @@ impl World {
                 if !self.clients_active || self.now < next_at {
                     return;
                 }
-                let first = self.rng.below(2) as usize;
-                for i in [first, 1 - first] {
-                    let out = self.serve_new(i, c);
-                    if self.bound(c, i, out) {
-                        return;
-                    }
+                if !self.solicit(c) {
+                    self.clients[c].state = ClientState::Idle {
+                        next_at: self.now + 5_000,
+                    };
                 }
-                self.clients[c].state = ClientState::Idle {
-                    next_at: self.now + 5_000,
-                };
             }
             ClientState::Bound {
                 server,
-                t1_at,
-                t2_at,
-                end_at,
                 addr,
                 prefix,
+                t1_at,
+                t2_at,
             } => {
-                if self.now >= end_at {
+                if self.now >= addr.end_at {
                     // Nobody answered in time: the lease is gone (not a violation; e.g.
                     // both servers unresponsive while resolving a conflict).
                     self.stats.lost_leases += 1;
@@ -764,8 +1017,23 @@ impl World {
                     };
                     return;
                 }
+                if prefix.is_some_and(|p| self.now >= p.end_at) {
+                    self.stats.lost_leases += 1;
+                    if let ClientState::Bound { prefix, .. } = &mut self.clients[c].state {
+                        *prefix = None;
+                    }
+                }
                 if self.clients_active && self.rng.chance(2) {
-                    self.serve_release(server, c);
+                    let sid = self.servers[server].duid;
+                    let rel = self.client_message(
+                        c,
+                        MessageType::Release,
+                        Some(sid.as_bytes()),
+                        false,
+                        Some(addr.resource),
+                        prefix.map(|p| p.resource),
+                    );
+                    self.exchange(server, c, &rel);
                     self.clients[c].state = ClientState::Idle {
                         next_at: self.now + self.rng.range(1_000, 60_000),
                     };
@@ -779,44 +1047,30 @@ impl World {
                 } else {
                     return;
                 };
+                let prefix = match self.clients[c].state {
+                    ClientState::Bound { prefix, .. } => prefix,
+                    ClientState::Idle { .. } => None,
+                };
                 for i in targets {
-                    match self.serve_renew(i, c, directed) {
-                        Outcome::NoAnswer => continue,
-                        Outcome::NoBinding => {
-                            self.violation(format!(
-                                "lease stability: {:?} refused client {c} ({addr}, {prefix:?}) valid for {} s more",
-                                self.servers[i].role,
-                                (end_at - self.now) / 1000
-                            ));
-                            self.clients[c].state = ClientState::Idle {
-                                next_at: self.now + 1_000,
-                            };
-                            return;
-                        }
-                        out @ Outcome::Granted {
-                            addr: a2,
-                            prefix: p2,
-                            ..
-                        } => {
-                            if a2 != addr || p2 != prefix {
-                                self.violation(format!(
-                                    "lease stability: client {c} moved from {addr} to {a2}"
-                                ));
-                            }
-                            self.bound(c, i, out);
-                            return;
-                        }
-                    }
-                }
-                // Retransmit later (RFC 8415 §18.2.4/§18.2.5 back-off, coarsened).
-                let retry = self.now + 3_000;
-                if let ClientState::Bound { t1_at, t2_at, .. } = &mut self.clients[c].state {
-                    if self.now >= *t2_at {
-                        *t2_at = retry;
+                    let (t, sid) = if directed {
+                        (MessageType::Renew, Some(self.servers[i].duid))
                     } else {
-                        *t1_at = retry.min(*t2_at);
+                        (MessageType::Rebind, None)
+                    };
+                    let m = self.client_message(
+                        c,
+                        t,
+                        sid.as_ref().map(|d| d.as_bytes()),
+                        false,
+                        Some(addr.resource),
+                        prefix.map(|p| p.resource),
+                    );
+                    if let Answer::Reply(r) = self.exchange(i, c, &m) {
+                        self.renewed(c, i, &r);
+                        return;
                     }
                 }
+                self.retry_later(c);
             }
         }
     }
@@ -827,19 +1081,13 @@ impl World {
         let mut holder: HashMap<Resource, usize> = HashMap::new();
         let mut bad = Vec::new();
         for (c, cl) in self.clients.iter().enumerate() {
-            if let ClientState::Bound {
-                addr,
-                prefix,
-                end_at,
-                ..
-            } = cl.state
-            {
-                if end_at <= self.now {
-                    continue;
-                }
-                for r in [Some(addr), prefix].into_iter().flatten() {
-                    if let Some(other) = holder.insert(r, c) {
-                        bad.push(format!("{r} held by clients {other} and {c}"));
+            if let ClientState::Bound { addr, prefix, .. } = cl.state {
+                for h in [Some(addr), prefix].into_iter().flatten() {
+                    if h.end_at <= self.now {
+                        continue;
+                    }
+                    if let Some(other) = holder.insert(h.resource, c) {
+                        bad.push(format!("{} held by clients {other} and {c}", h.resource));
                     }
                 }
             }
@@ -879,8 +1127,7 @@ impl World {
             if let Some(ep) = self.servers[i].ep.as_ref() {
                 let now = self.servers[i].local(self.now);
                 if ep.poll_timeout().is_some_and(|t| t <= now) {
-                    let s = &mut self.servers[i];
-                    s.ep.as_mut().unwrap().handle_timeout(now, &mut s.table);
+                    self.servers[i].with_ep(now, |ep, t| ep.handle_timeout(now, t));
                     self.drain_events(i);
                     self.watch("timeout");
                 }

@@ -5,7 +5,7 @@
 #
 # usage (root, from the repo root, after `cargo build --release --bin tandem --bin tandem-bench`):
 #   bench/scripts/store-vs-kea.sh [--duration S] [--subscribers N] [--window W]
-#                                 [--servers "kea-st kea-mt tandem-fsync-1 tandem-fsync-2 tandem-write-1"]
+#                                 [--servers "kea-st kea-mt tandem-fsync-1 tandem-fsync-2 tandem-fsync-2-plain"]
 #
 # The load generator is the bench rig (`tandem-bench run`, UDP GSO), not perfdhcp: perfdhcp
 # is one thread and saturates at a few thousand exchanges/s on this machine, which bounded
@@ -14,7 +14,16 @@
 # max`, `--window` outstanding). A completed exchange = one lease committed before its Reply:
 # tandem `fsync` fdatasyncs the WAL batch before the Reply leaves; Kea's memfile appends to
 # its CSV with no fsync at all (its strongest memfile setting), so the comparison favours Kea.
-# tandem-fsync-N runs N shards. Afterwards the leases each server holds are counted.
+# tandem-fsync-N runs N shards (UDP GRO/GSO on, the default); tandem-fsync-N-plain turns
+# both off (`[io] udp_gro = false, udp_gso = false`: one datagram per receive and per send),
+# the same-run baseline for what the offloads buy. Afterwards the leases each server holds
+# are counted.
+#
+# The window matters for a durable server: each transaction waits for its batch's fdatasync,
+# so a closed loop of W outstanding transactions cannot exceed W / (2 x fsync latency)
+# exchanges/s (Little's law; 2 transactions per exchange). With a ~4 ms fdatasync on a
+# virtio disk, --window 512 caps tandem near 64k/s whatever its CPU cost; an avalanche of
+# millions of subscribers has far more than 512 in flight.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 HARNESS=${HARNESS:-/work/shared/harness}
@@ -40,12 +49,14 @@ TAG=skea$$
 . "$(dirname "$0")/server-pair.sh"
 netns_pair_up
 
-tandem_config() {  # $1 = durability
-cat > "$OUT/tandem-$1.toml" <<EOF
+tandem_config() {  # $1 = durability, $2 = offloads (true/false), $3 = file
+cat > "$3" <<EOF
 [store]
 durability = "$1"
 [io]
 counters_interval = 0
+udp_gro = $2
+udp_gso = $2
 [[subnet]]
 prefix = "2001:db8:1::/64"
 interfaces = ["$SIF"]
@@ -72,10 +83,13 @@ count_leases() {  # $1 = server
 start_server() {  # $1 = name
     case "$1" in
         tandem-*)
-            local rest=${1#tandem-} ; local d=${rest%-*} shards=${rest##*-}
-            tandem_config "$d"
+            # tandem-<durability>-<shards>[-plain]
+            local offload=true rest=${1#tandem-}
+            case "$rest" in *-plain) offload=false; rest=${rest%-plain} ;; esac
+            local d=${rest%-*} shards=${rest##*-}
+            tandem_config "$d" "$offload" "$OUT/$1.toml"
             rm -rf "$OUT/data-$1"
-            ip netns exec "$SNS" "$TANDEM" serve --config "$OUT/tandem-$d.toml" \
+            ip netns exec "$SNS" "$TANDEM" serve --config "$OUT/$1.toml" \
                 --data-dir "$OUT/data-$1" --shards "$shards" --log-level warn > "$OUT/$1.log" 2>&1 &
             SERVER_PID=$! ;;
         kea-st|kea-mt)
@@ -86,7 +100,7 @@ start_server() {  # $1 = name
     sleep 0.3
 }
 
-echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u)" | tee "$OUT/machine.txt"
+echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u), window $WINDOW" | tee "$OUT/machine.txt"
 SEED=20
 for server in $SERVERS; do
     SEED=$((SEED + 1))

@@ -12,6 +12,8 @@
 //! rx_buffers = 1024          # provided receive buffers per shard (power of two)
 //! rx_buffer_size = 2048      # bytes per receive buffer (longer datagrams are dropped)
 //! tx_slots = 512             # replies in flight per shard
+//! udp_gro = true             # accept coalesced receives (UDP GRO) when the kernel allows it
+//! udp_gso = true             # send same-size replies to one peer as one segmented send (GSO)
 //! socket_recv_buffer = 8388608
 //! handoff_queue = 4096       # datagrams waiting for another shard, per shard
 //! counters_interval = 60     # seconds between counter logs (0: only at exit)
@@ -73,6 +75,11 @@ pub struct IoSection {
     pub rx_buffer_size: u32,
     #[serde(deserialize_with = "de_tx_slots")]
     pub tx_slots: u16,
+    /// UDP GRO on the io_uring sockets (used only when the kernel accepts it; receive
+    /// buffers then grow to hold a 64 KiB train).
+    pub udp_gro: bool,
+    /// UDP GSO for replies on the io_uring sockets (used only when the kernel knows it).
+    pub udp_gso: bool,
     /// SO_RCVBUF in bytes (0: kernel default).
     pub socket_recv_buffer: usize,
     #[serde(deserialize_with = "de_handoff_queue")]
@@ -96,6 +103,8 @@ impl Default for IoSection {
             rx_buffers: 1024,
             rx_buffer_size: 2048,
             tx_slots: 512,
+            udp_gro: true,
+            udp_gso: true,
             socket_recv_buffer: 8 << 20,
             handoff_queue: 4096,
             counters_interval: 60,
@@ -180,7 +189,8 @@ mod tests {
         let io = parse(
             "[io]\nbackend = \"xdp\"\nshards = 3\ninterfaces = [\"eth1\"]\nport = 10547\n\
              pin_cores = false\nrx_batch = 64\nrx_buffers = 256\nrx_buffer_size = 4096\n\
-             tx_slots = 128\nsocket_recv_buffer = 0\nhandoff_queue = 16\ncounters_interval = 0\n",
+             tx_slots = 128\nsocket_recv_buffer = 0\nhandoff_queue = 16\ncounters_interval = 0\n\
+             udp_gro = false\nudp_gso = false\n",
         )
         .unwrap();
         assert_eq!(io.backend, Backend::Xdp);
@@ -193,6 +203,7 @@ mod tests {
             (64, 256, 4096, 128)
         );
         assert_eq!((io.handoff_queue, io.counters_interval), (16, 0));
+        assert_eq!((io.udp_gro, io.udp_gso), (false, false));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use super::{
 };
 use crate::alloc::allocate_na;
 use crate::config::Subnet;
-use crate::failover::Role;
+use crate::failover::{binding as fo_binding, PoolStatus, Role, ServerState};
 use crate::lease::{BindingState, IaType, Lease, LeaseTable, Resource, TableError};
 use crate::wire::{StatusCode, INFINITY};
 
@@ -124,7 +124,7 @@ impl Engine {
         match table.by_resource(&r) {
             None => true,
             Some(l) => {
-                !occupies(&l, now)
+                !occupies(&l, now, self.scope.role.is_some())
                     || (l.state == BindingState::Active
                         && l.duid == client.duid
                         && l.ia_type == ia.ia_type
@@ -143,10 +143,18 @@ impl Engine {
 
     /// Writes a lease; `Ok(false)` when the table is full (the caller answers with a
     /// status), `Err` when the store failed.
-    fn store(&mut self, table: &mut dyn LeaseTable, lease: Lease) -> Result<bool, DropReason> {
+    pub(super) fn store(
+        &mut self,
+        table: &mut dyn LeaseTable,
+        lease: Lease,
+    ) -> Result<bool, DropReason> {
         match table.upsert(lease) {
             Ok(()) => {
                 self.counters.leases_committed += 1;
+                if self.scope.role.is_some() {
+                    // RFC 8156 §4.3: every change goes to the partner in a lazy BNDUPD.
+                    self.binding_updates.push(lease.resource);
+                }
                 Ok(true)
             }
             Err(TableError::Full) => {
@@ -195,6 +203,12 @@ impl Engine {
         }
         self.push_entry(l.resource, 0, 0);
         let mut r = *l;
+        if self.scope.role.is_some() {
+            // RFC 8156 §7.5.5: held until the partner acknowledges the RELEASED update.
+            fo_binding::release(&mut r, now);
+            self.store(table, r)?;
+            return Ok(());
+        }
         r.state = BindingState::Released;
         r.cltt = now;
         r.expires_at = now;
@@ -302,9 +316,58 @@ impl Engine {
             }
         };
         let bound = |l: &&Lease| l.is_bound_at(now);
+        // The binding to keep: the first appropriate one, or with several (e.g. a released
+        // binding the failover partner revived, RFC 8156 §7.5.4), the one the client names
+        // (RFC 8415 §18.3.4: the addresses "in the IA" are the ones it is using).
+        let several = leases.iter().filter(bound).nth(1).is_some();
+        let keep = leases
+            .iter()
+            .filter(bound)
+            .filter(|l| appropriate(&l.resource))
+            .find(|l| !several || ia_resources(&ia).any(|r| r == l.resource))
+            .or_else(|| {
+                leases
+                    .iter()
+                    .filter(bound)
+                    .find(|l| appropriate(&l.resource))
+            })
+            .map(|l| l.resource);
+        // Under failover a Renew/Rebind may name a resource the partner gave this client
+        // after the binding this server still holds for the IA (the client came back
+        // through the partner): the client uses the named one, so it is renewed
+        // ([`Engine::renew_unknown`]) and the stale binding ends.
+        let mut renewed = None;
+        if let Some(k) = keep.filter(|_| {
+            mode == Mode::Extend
+                && self.allow_new
+                && self.scope.role.is_some()
+                && reserved.is_none()
+        }) {
+            let mut named = [Resource::address(Ipv6Addr::UNSPECIFIED); super::MAX_IA_ENTRIES];
+            let mut n = 0;
+            for r in ia_resources(&ia) {
+                if r == k {
+                    n = 0;
+                    break;
+                }
+                let on_link = if prefixes {
+                    r.prefix_len != 0 && link.owns_prefix(r.addr, r.prefix_len)
+                } else {
+                    link.on_link(r.addr)
+                };
+                if on_link && !leases.iter().filter(bound).any(|l| l.resource == r) {
+                    named[n] = r;
+                    n += 1;
+                }
+            }
+            if n > 0 {
+                renewed = self.renew_unknown(table, client, link, &named[..n], now);
+            }
+        }
+        let keep = if renewed.is_some() { None } else { keep };
         let mut kept: Option<Lease> = None;
         for l in leases.iter().filter(bound) {
-            if kept.is_none() && appropriate(&l.resource) {
+            if kept.is_none() && Some(l.resource) == keep {
                 kept = Some(*l);
             } else {
                 // RFC 8415 §18.3.4/§18.3.5: no longer appropriate for the link → lifetime 0.
@@ -369,7 +432,20 @@ impl Engine {
             return Ok(());
         }
         let hints = &hints[..n_hints];
-        let chosen = if prefixes {
+        // RFC 8156 §4.2.1 ("any server may renew any lease"), §4.3: under failover a
+        // Renew/Rebind of a resource this server has no binding for (the partner granted
+        // it and its lazy BNDUPD has not arrived, or never will) keeps the client on it,
+        // whichever partner owns it, unless another client holds it here.
+        let renewed = match renewed {
+            Some(r) => Some(r),
+            None if mode == Mode::Extend && self.scope.role.is_some() && reserved.is_none() => {
+                self.renew_unknown(table, client, link, hints, now)
+            }
+            None => None,
+        };
+        let chosen = if let Some(r) = renewed {
+            Some((r, false))
+        } else if prefixes {
             self.choose_prefix(
                 table, client, &ia, link, reserved, hints, len_hint, leases, now,
             )
@@ -505,22 +581,34 @@ impl Engine {
         let reservations = &self.reservations;
         let foreign = &self.foreign;
         let scope = self.scope;
-        let backup = &self.backup_prefixes;
+        let failover = scope.role.is_some();
+        let status = &self.prefix_status;
         let maps = self.prefixes.get_mut(s)?;
-        let usable = |p: Ipv6Addr, len: u8| {
+        // RFC 8156 §8.4.1: in PARTNER-DOWN a server "MUST deplete its own pool" before it
+        // uses the partner's (allowed MCLT after entry): two passes, own prefixes first.
+        let partner_down = failover && scope.state == ServerState::PartnerDown;
+        let mut partners_too = !partner_down;
+        let usable = |p: Ipv6Addr, len: u8, partners_too: bool| {
             let r = Resource::prefix(p, len);
-            // RFC 8156 §4.2.2: FREE prefixes are the primary's, FREE-BACKUP the secondary's.
-            let owner = if backup.contains(&r) {
-                Role::Secondary
-            } else {
-                Role::Primary
+            let owner_ok = !failover || {
+                // RFC 8156 §4.2.2: FREE prefixes are the primary's, FREE-BACKUP the
+                // secondary's; one being reclaimed (FREE sent, not yet acknowledged) is
+                // nobody's.
+                let owner = match status.get(&r) {
+                    None | Some(PoolStatus::Free) => Some(Role::Primary),
+                    Some(PoolStatus::FreeBackup) => Some(Role::Secondary),
+                    Some(PoolStatus::Reclaiming) => None,
+                };
+                owner.is_some_and(|o| {
+                    scope.may_allocate_prefix(o, now) && (partners_too || scope.role == Some(o))
+                })
             };
-            scope.may_allocate_prefix(owner, now)
+            owner_ok
                 && !reservations.is_reserved_prefix(p, len)
-                && !foreign.contains(&Resource::prefix(p, len))
+                && !foreign.contains(&r)
                 && table
-                    .by_resource(&Resource::prefix(p, len))
-                    .is_none_or(|l| !occupies(&l, now))
+                    .by_resource(&r)
+                    .is_none_or(|l| !occupies(&l, now, failover))
         };
         let wanted = exact
             .iter()
@@ -529,7 +617,7 @@ impl Engine {
         for (p, len) in wanted {
             for m in maps.iter_mut() {
                 if let Some(idx) = m.index_of(p, len) {
-                    if m.is_free(idx) && usable(p, len) && m.take(idx) {
+                    if m.is_free(idx) && usable(p, len, true) && m.take(idx) {
                         return Some(Resource::prefix(p, len));
                     }
                 }
@@ -547,15 +635,20 @@ impl Engine {
                 (d.abs_diff(h), d)
             });
         }
-        for &i in &order[..n] {
-            let m = &mut maps[i];
-            let pool = *m.pool();
-            let len = pool.delegated_length;
-            if let Some(idx) = m.allocate(|idx| usable(pool.nth(idx), len)) {
-                return Some(Resource::prefix(pool.nth(idx), len));
+        loop {
+            for &i in &order[..n] {
+                let m = &mut maps[i];
+                let pool = *m.pool();
+                let len = pool.delegated_length;
+                if let Some(idx) = m.allocate(|idx| usable(pool.nth(idx), len, partners_too)) {
+                    return Some(Resource::prefix(pool.nth(idx), len));
+                }
             }
+            if partners_too {
+                return None;
+            }
+            partners_too = true;
         }
-        None
     }
 
     /// Release (RFC 8415 §18.3.7) and Decline (§18.3.8). Released resources go back to the
@@ -587,9 +680,14 @@ impl Engine {
                 let mut r = *l;
                 r.cltt = now;
                 r.update_pending = true;
+                let failover = self.scope.role.is_some();
                 if decline {
                     r.state = BindingState::Abandoned;
                     r.expires_at = now.saturating_add(u64::from(quarantine));
+                } else if failover {
+                    // RFC 8156 §7.5.5, Figure 2 (3): RELEASED holds the resource until the
+                    // partner acknowledges; the endpoint frees it then.
+                    fo_binding::release(&mut r, now);
                 } else {
                     r.state = BindingState::Released;
                     r.expires_at = now;
@@ -598,7 +696,7 @@ impl Engine {
                     result = Err(e);
                     break;
                 }
-                if !decline {
+                if !decline && !failover {
                     self.release_resource(&l.resource);
                 }
             }

@@ -17,17 +17,19 @@
 
 mod binding;
 mod counters;
+mod failover;
 
 pub use counters::{Counters, DropReason};
+pub use failover::ChangeLog;
 
 use std::net::{Ipv6Addr, SocketAddrV6};
 use std::sync::Arc;
 
-use hashbrown::HashSet;
+use hashbrown::{HashMap, HashSet};
 
 use crate::alloc::{duid_link_layer, ClientKeys, Ownership, Partition, PrefixBitmap, Reservations};
 use crate::config::{Config, Subnet};
-use crate::failover::{Answer, ClientMessage, Role, ServiceScope};
+use crate::failover::{Answer, ClientMessage, PoolStatus, Role, ServiceScope};
 use crate::lease::{shard_of_duid, BindingState, Duid, IaType, Lease, LeaseTable, Resource};
 use crate::time::Timestamp;
 use crate::wire::{
@@ -265,8 +267,24 @@ struct Client<'a> {
 }
 
 /// Whether a lease record keeps its resource from being handed to someone else.
-pub(crate) fn occupies(l: &Lease, now_secs: u64) -> bool {
-    state_occupies(l.state, l.expires_at, now_secs)
+/// `failover`: under a failover relationship ([`failover_occupies`]).
+pub(crate) fn occupies(l: &Lease, now_secs: u64, failover: bool) -> bool {
+    if failover {
+        failover_occupies(l.state, l.expires_at, now_secs)
+    } else {
+        state_occupies(l.state, l.expires_at, now_secs)
+    }
+}
+
+/// [`occupies`] under failover (RFC 8156 §4.2.1, §7.5.5, §8.8.1): an ACTIVE record holds
+/// its resource until the engine moves it to EXPIRED, and an EXPIRED or RELEASED record
+/// until the partner has acknowledged it ("released or expired leases not given to another
+/// client before the partner acknowledges"): the failover endpoint removes the record then.
+fn failover_occupies(state: BindingState, expires_at: u64, now_secs: u64) -> bool {
+    match state {
+        BindingState::Active | BindingState::Expired | BindingState::Released => true,
+        s => state_occupies(s, expires_at, now_secs),
+    }
 }
 
 /// [`occupies`] on a record's state and expiry alone (the startup scan reads no more).
@@ -298,10 +316,19 @@ pub struct Engine {
     scratch: Scratch,
     /// What the failover endpoint state allows ([`Engine::set_scope`]).
     scope: ServiceScope,
-    /// Free prefixes the secondary owns (FREE-BACKUP, RFC 8156 §4.2.2).
-    backup_prefixes: HashSet<Resource>,
+    /// Pool status of the free delegable prefixes that are not FREE (RFC 8156 §4.2.2:
+    /// FREE-BACKUP is the secondary's, a prefix being reclaimed is nobody's); every prefix
+    /// not named here is FREE, the primary's ([`Engine::set_prefix_status`]).
+    prefix_status: HashMap<Resource, PoolStatus>,
     /// Whether the message being handled may create new leases (RFC 8156 §8.7.1).
     allow_new: bool,
+    /// Under failover: resources whose records the engine changed since the failover
+    /// endpoint last took them ([`Engine::drain_binding_updates`]), for the lazy BNDUPDs.
+    binding_updates: Vec<Resource>,
+    /// Under failover: acknowledged EXPIRED/RELEASED prefix records held until a deadline
+    /// (the endpoint's recovery hold); the table's expiry removes them without telling
+    /// anyone, so [`Engine::expire`] looks at them when they are due.
+    held_prefixes: std::collections::BinaryHeap<std::cmp::Reverse<(u64, Resource)>>,
 }
 
 impl Engine {
@@ -319,8 +346,10 @@ impl Engine {
             counters: Counters::default(),
             scratch: Scratch::default(),
             scope: ServiceScope::standalone(),
-            backup_prefixes: HashSet::new(),
+            prefix_status: HashMap::new(),
             allow_new: true,
+            binding_updates: Vec::new(),
+            held_prefixes: std::collections::BinaryHeap::new(),
         };
         engine.rebuild_bitmaps();
         engine
@@ -382,20 +411,6 @@ impl Engine {
         &self.scope
     }
 
-    /// Records which partner a free delegable prefix belongs to (RFC 8156 §4.2.2: FREE is
-    /// the primary's, FREE-BACKUP the secondary's); the control core calls this when the
-    /// split changes. Prefixes never named belong to the primary.
-    pub fn set_prefix_owner(&mut self, prefix: Resource, owner: Role) {
-        match owner {
-            Role::Secondary => {
-                self.backup_prefixes.insert(prefix);
-            }
-            Role::Primary => {
-                self.backup_prefixes.remove(&prefix);
-            }
-        }
-    }
-
     pub fn shard(&self) -> ShardId {
         self.shard
     }
@@ -416,6 +431,7 @@ impl Engine {
     /// holds is marked taken. (Addresses need no state: the table is the truth for them.)
     pub fn load(&mut self, table: &dyn LeaseTable) {
         self.rebuild_bitmaps();
+        let failover = self.scope.role.is_some();
         let maps = &mut self.prefixes;
         // Only the prefix pools' ranges, and resource, state and expiry only: a mapped
         // table walks just those records, in place.
@@ -423,7 +439,12 @@ impl Engine {
             let first = Resource::prefix(pool.prefix.addr, 0);
             let last = Resource::prefix(Ipv6Addr::from(pool.prefix.last()), 128);
             table.for_each_resource_in(&first, &last, &mut |r: &Resource, state, expires_at| {
-                if r.is_prefix() && state_occupies(state, expires_at, 0) {
+                let held = if failover {
+                    failover_occupies(state, expires_at, 0)
+                } else {
+                    state_occupies(state, expires_at, 0)
+                };
+                if r.is_prefix() && held {
                     if let Some((s, i, idx)) = Self::locate_prefix(maps, r.addr, r.prefix_len) {
                         maps[s][i].take(idx);
                     }
@@ -456,7 +477,12 @@ impl Engine {
     /// Moves leases whose time is up to their next state (at most `budget` records) and
     /// returns their resources to the pools. Returns how many records changed; call again
     /// while it returns `budget`.
+    /// Under failover ([`Engine::set_scope`]) an ACTIVE lease whose time is up becomes
+    /// EXPIRED and keeps its resource until the partner acknowledges (RFC 8156 §7.5.5).
     pub fn expire(&mut self, now: Timestamp, table: &mut dyn LeaseTable, budget: usize) -> usize {
+        if self.scope.role.is_some() {
+            return self.expire_under_failover(now, table, budget);
+        }
         let now_secs = now.secs();
         let mut freed = std::mem::take(&mut self.scratch.freed);
         freed.clear();

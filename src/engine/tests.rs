@@ -1025,7 +1025,7 @@ fn failover_scope_governs_answers_halves_and_lifetimes() {
     assert_eq!(r.ia_pd(2).3, Some(StatusCode::NoPrefixAvail));
     // Given a FREE-BACKUP prefix, the secondary can delegate it.
     let p = Resource::prefix("2001:db8:100:7700::".parse().unwrap(), 56);
-    e.set_prefix_owner(p, Role::Secondary);
+    e.set_prefix_status(p, crate::failover::PoolStatus::FreeBackup);
     let r = run(&mut e, &mut t, &multicast(), &req, at(2));
     assert_eq!(r.ia_pd(2).2[0].0, p.addr);
 

@@ -472,7 +472,10 @@ impl Endpoint {
         let lost: Vec<Outstanding> = self.outstanding.drain().map(|(_, o)| o).collect();
         for o in lost {
             match o.key {
-                UpdateKey::Pool(r, PoolStatus::Free) => self.pool.set(&r, PoolStatus::FreeBackup),
+                UpdateKey::Pool(r, PoolStatus::Free) => {
+                    self.pool.set(&r, PoolStatus::FreeBackup);
+                    self.events.push_back(Event::PoolChanged);
+                }
                 key => self.enqueue(key),
             }
         }
@@ -908,6 +911,19 @@ impl Endpoint {
             if next == me {
                 break;
             }
+            if me == ServerState::Recover
+                && next == ServerState::PotentialConflict
+                && self.lost_storage()
+            {
+                // §8.5.2 has RECOVER join a partner resolving a conflict. A server that
+                // lost its stable storage has nothing to resolve with: the UPDREQ of
+                // POTENTIAL-CONFLICT brings only the partner's unacknowledged updates, and
+                // CONFLICT-DONE would then allocate from an empty database (found by the
+                // simulation, docs/FAILOVER.md D13). It stays in RECOVER until its
+                // UPDREQALL is answered and RECOVER-WAIT has run, then joins from
+                // RECOVER-DONE (§8.7.2).
+                break;
+            }
             if me == ServerState::PartnerDown && next == ServerState::Normal {
                 // §8.4.2 says NORMAL at once when the partner is in RECOVER-DONE. But the
                 // partner answered its UPDREQ before, and if communications failed after
@@ -939,11 +955,11 @@ impl Endpoint {
         }
         let partner = self.partner_state();
         let role = self.cfg.role;
+        // §8.5.2: UPDREQALL when we have no record of ever talking to the partner but the
+        // partner has one (we lost stable storage); UPDREQ otherwise.
+        let all = self.lost_storage();
         match &mut self.state {
             State::Recover(r) if r.update_request.is_none() => {
-                // §8.5.2: UPDREQALL when we have no record of ever talking to the partner
-                // but the partner has one (we lost stable storage); UPDREQ otherwise.
-                let all = !self.communicated_before && self.partner_communicated == Some(true);
                 let xid =
                     Self::alloc_xid(&mut self.next_xid, &self.outstanding, self.update_request);
                 r.update_request = Some(xid);
@@ -1165,6 +1181,12 @@ impl Endpoint {
 
     /// Whether this server is rebuilding a lost database from its partner (RECOVER with an
     /// UPDREQALL, §8.5.2).
+    /// §8.5.2: we have no record of ever talking to the partner, but it has one: we lost
+    /// our stable storage (and recover with UPDREQALL).
+    fn lost_storage(&self) -> bool {
+        !self.communicated_before && self.partner_communicated == Some(true)
+    }
+
     fn recovering_lost_storage(&self) -> bool {
         matches!(self.state, State::Recover(r) if r.all && r.update_request.is_some())
     }
@@ -1192,6 +1214,7 @@ impl Endpoint {
                         if rec.resource.is_prefix() && self.pool.contains(&rec.resource) {
                             // Delegated prefixes return to the primary (§4.2.2).
                             self.pool.set(&rec.resource, PoolStatus::Free);
+                            self.events.push_back(Event::PoolChanged);
                         }
                         if matches!(rec.status, BindingState::Expired | BindingState::Released)
                             && self.recovering_lost_storage()
@@ -1590,6 +1613,7 @@ impl Endpoint {
             for l in free {
                 if l.resource.is_prefix() && self.pool.contains(&l.resource) {
                     self.pool.set(&l.resource, PoolStatus::Free);
+                    self.events.push_back(Event::PoolChanged);
                 }
                 // Keep the record flagged until acknowledged? It no longer exists: the
                 // partner learns the resource is free from its own expiry or from our

@@ -226,7 +226,14 @@ pub fn leave_startup(
     partner_start: u64,
 ) -> ServerState {
     if partner == ServerState::PartnerDown {
-        if partner_start > time_of_failure {
+        // A server that stopped while still recovering its database (RECOVER,
+        // RECOVER-WAIT: unresponsive, §8.5.1, §8.6.1) never allocated anything the partner
+        // could conflict with, but its database is incomplete: POTENTIAL-CONFLICT would
+        // let it serve from that database in RESOLUTION-INTERRUPTED (found by the
+        // simulation, docs/FAILOVER.md D12). It resumes recovery whatever the times say.
+        if partner_start > time_of_failure
+            || matches!(previous, ServerState::Recover | ServerState::RecoverWait)
+        {
             return ServerState::Recover;
         }
         return ServerState::PotentialConflict;
@@ -263,6 +270,10 @@ mod tests {
             leave_startup(Normal, 300, PartnerDown, 200),
             PotentialConflict
         );
+        // Stopped while still recovering (after the partner entered PARTNER-DOWN): the
+        // database is incomplete, so recovery resumes.
+        assert_eq!(leave_startup(Recover, 300, PartnerDown, 200), Recover);
+        assert_eq!(leave_startup(RecoverWait, 300, PartnerDown, 200), Recover);
     }
 
     /// The oracle: RFC 8156 §8.4.2–§8.12.2 (and §8.8.2's "unexpected partner state") written

@@ -114,7 +114,8 @@ pub trait PacketIo {
 pub struct IoStats {
     /// Datagrams handed to the shard.
     pub rx_packets: u64,
-    /// Datagrams longer than a receive buffer, dropped.
+    /// Datagrams longer than a receive buffer (or cut off the end of a coalesced UDP GRO
+    /// buffer), dropped.
     pub rx_truncated: u64,
     /// Receive completions with an error or unusable metadata, dropped.
     pub rx_errors: u64,
@@ -123,8 +124,15 @@ pub struct IoStats {
     /// Multicast datagrams seen by a queue that does not serve multicast, dropped (see
     /// [`uring`] on SO_REUSEPORT and multicast).
     pub rx_foreign_multicast: u64,
+    /// Receive buffers that held several coalesced datagrams (UDP GRO), each split and
+    /// handed over one by one.
+    pub rx_gro_buffers: u64,
     /// Datagrams the kernel accepted for transmission.
     pub tx_packets: u64,
+    /// Sends that carried several datagrams in one segmented `sendmsg` (UDP GSO).
+    pub tx_gso_sends: u64,
+    /// Segmented sends the kernel refused, whose datagrams were sent again one by one.
+    pub tx_gso_fallbacks: u64,
     /// Datagrams the kernel refused (no route, no source address, buffer full).
     pub tx_errors: u64,
 }

@@ -18,6 +18,13 @@ use std::sync::Arc;
 /// socket on the host joined.
 const IPV6_MULTICAST_ALL: libc::c_int = 29;
 
+/// `UDP_SEGMENT` (linux/udp.h, Linux 4.18): as a cmsg on send, the segment size of a UDP GSO
+/// send (one `sendmsg` carrying several equal-size datagrams).
+pub const UDP_SEGMENT: libc::c_int = 103;
+/// `UDP_GRO` (linux/udp.h, Linux 5.0): as a socket option, accept coalesced datagrams; as a
+/// cmsg on receive, their segment size.
+pub const UDP_GRO: libc::c_int = 104;
+
 /// RFC 8415 §7.1: All_DHCP_Relay_Agents_and_Servers, link-scoped; direct clients send here.
 pub const ALL_DHCP_RELAY_AGENTS_AND_SERVERS: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 1, 2);
 /// RFC 8415 §7.1: All_DHCP_Servers, site-scoped; relay agents may send here.
@@ -152,6 +159,31 @@ pub fn udp6_socket(opts: &UdpOptions) -> io::Result<OwnedFd> {
         )
     })?;
     Ok(fd)
+}
+
+/// Asks the kernel to hand over coalesced datagrams of one flow in a single receive (UDP GRO)
+/// with a `UDP_GRO` control message giving the segment size. Fails on kernels without it.
+pub fn enable_udp_gro(fd: &OwnedFd) -> io::Result<()> {
+    let one: libc::c_int = 1;
+    setsockopt(fd.as_raw_fd(), libc::SOL_UDP, UDP_GRO, one)
+}
+
+/// Whether the kernel knows UDP GSO (`UDP_SEGMENT`): reading the socket's default segment
+/// size fails with ENOPROTOOPT on kernels without it.
+pub fn udp_gso_supported(fd: &OwnedFd) -> bool {
+    let mut value: libc::c_int = 0;
+    let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `value` and `len` are valid for writes and `len` holds the buffer's size.
+    let ret = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_UDP,
+            UDP_SEGMENT,
+            std::ptr::from_mut(&mut value).cast::<libc::c_void>(),
+            &mut len,
+        )
+    };
+    ret == 0
 }
 
 /// Joins `group` on interface `ifindex` (IPV6_ADD_MEMBERSHIP).

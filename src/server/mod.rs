@@ -305,6 +305,8 @@ pub fn uring_io(ctx: &ServeContext, index: usize) -> Result<UringIo, String> {
     uring.rx_buffers = io.rx_buffers;
     uring.rx_buffer_size = io.rx_buffer_size;
     uring.tx_slots = io.tx_slots;
+    uring.gro = io.udp_gro;
+    uring.gso = io.udp_gso;
     // Only shard 0 receives multicast (see io::uring on SO_REUSEPORT and multicast); the
     // shard loop hands each request to its owner.
     if index == 0 {

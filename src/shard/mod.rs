@@ -473,8 +473,11 @@ impl<P: PacketIo, T: LeaseTable, S: Service> Shard<P, T, S> {
             io_rx_errors = io.rx_errors,
             io_rx_rearms = io.rx_rearms,
             io_rx_foreign_multicast = io.rx_foreign_multicast,
+            io_rx_gro_buffers = io.rx_gro_buffers,
             io_tx = io.tx_packets,
             io_tx_errors = io.tx_errors,
+            io_tx_gso_sends = io.tx_gso_sends,
+            io_tx_gso_fallbacks = io.tx_gso_fallbacks,
             "shard counters"
         );
         self.service.log_counters(self.links.index);
