@@ -2487,6 +2487,9 @@ mod resync_tests {
         Remove(usize),
         /// A new client is granted an address.
         NewClient(u16),
+        /// The connection drops and comes back: the partner, still in RECOVER, asks
+        /// again with UPDREQALL.
+        Reconnect,
     }
 
     struct Side {
@@ -2515,7 +2518,7 @@ mod resync_tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(64))]
+        #![proptest_config(ProptestConfig::with_cases(256))]
 
         /// Every binding the primary holds when the UPDREQALL arrives goes out exactly once
         /// unless it changes; a changed one goes out again after its change; a client's
@@ -2529,7 +2532,7 @@ mod resync_tests {
             clients in proptest::collection::vec((0u8..3, any::<bool>()), 1..40),
             window in 1u32..6,
             burst in 1usize..5,
-            changes in proptest::collection::vec((0usize..40, 0u8..3, 0usize..200), 0..8),
+            changes in proptest::collection::vec((0usize..40, 0u8..4, 0usize..80), 0..8),
         ) {
             let now = Timestamp(T0);
             let now_s = now.secs();
@@ -2574,7 +2577,8 @@ mod resync_tests {
                     let change = match kind {
                         0 => Change::Renew(i),
                         1 => Change::Remove(i),
-                        _ => Change::NewClient(1000 + at as u16),
+                        2 => Change::NewClient(1000 + at as u16),
+                        _ => Change::Reconnect,
                     };
                     (at, change)
                 })
@@ -2586,6 +2590,8 @@ mod resync_tests {
             let mut removed = Vec::new();
             let mut updreqall_seen = false;
             let mut upddone_at = None;
+            let mut reconnected = false;
+            let mut last_request = 0;
             let mut answer_xids = Vec::new();
             let mut acked = Vec::new();
             let mut step = 0usize;
@@ -2662,7 +2668,11 @@ mod resync_tests {
                     }
                     at += consumed;
                 }
+                let requests = p.ep.counters().received[MessageType::Updreqall as usize];
                 p.ep.handle_stream(now, &back, &mut p.table);
+                if p.ep.counters().received[MessageType::Updreqall as usize] > requests {
+                    last_request = step;
+                }
                 let from_s = !back.is_empty();
                 if s.ep.counters().sent[MessageType::Updreqall as usize] > 0 {
                     updreqall_seen = true;
@@ -2687,6 +2697,17 @@ mod resync_tests {
                                 p.table.remove(&r).unwrap();
                                 removed.push(r);
                             }
+                        }
+                        Change::Reconnect => {
+                            p.ep.handle_disconnected(now, &mut p.table);
+                            s.ep.handle_disconnected(now, &mut s.table);
+                            while p.ep.poll_event().is_some() {}
+                            while s.ep.poll_event().is_some() {}
+                            p.ep.handle_connected(now);
+                            s.ep.handle_connected(now);
+                            reconnected = true;
+                            // Only the answer to the request on the new connection counts.
+                            answer_xids.clear();
                         }
                         Change::NewClient(c) => {
                             let mut l = lease(c, false, now_s);
@@ -2719,6 +2740,12 @@ mod resync_tests {
                     .any(|c| p.table.by_resource(c).is_some_and(|x| x.duid == l.duid));
                 match changed_at.get(&r) {
                     None if client_changed => prop_assert!(!sent.is_empty(), "{} sent", r),
+                    // After a reconnection the partner asked again: the new answer has
+                    // it (the first one may have sent it too).
+                    None if reconnected => prop_assert!(
+                        sent.iter().any(|&x| x >= last_request),
+                        "{} sent after the last UPDREQALL", r
+                    ),
                     None => prop_assert_eq!(sent.len(), 1, "{} sent exactly once", r),
                     Some(&at) => prop_assert!(sent.iter().any(|&x| x >= at), "{} sent after its change", r),
                 }
