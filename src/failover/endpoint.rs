@@ -12,10 +12,11 @@
 //! updated").
 
 use std::collections::VecDeque;
+use std::hash::BuildHasher;
 
 // hashbrown's default hasher (foldhash), not std's SipHash: the keys are our own records, not
 // attacker-chosen, and an UPDREQALL answer does several lookups per binding.
-use hashbrown::{HashMap, HashSet};
+use hashbrown::{DefaultHashBuilder, HashMap, HashSet};
 
 use super::binding::{self, Stored, Verdict};
 use super::pool::{PoolStatus, PrefixPool};
@@ -190,10 +191,162 @@ enum UpdateKey {
 #[derive(Clone, Copy, Debug)]
 struct SentLease {
     resource: Resource,
+    /// Where the record was in the table's storage order ([`LeaseTable::record_at`]), so
+    /// the acknowledgement finds it without a hash lookup; `u32::MAX` when unknown.
+    pos: u32,
     duid: Duid,
     state: BindingState,
     cltt: u64,
     expires_at: u64,
+}
+
+/// One run of a [`Resync`] plan: records of one client adjacent in storage order.
+#[derive(Clone, Copy, Debug)]
+struct Run {
+    /// Index of its first entry in [`Resync::entries`]; it ends where the next run starts.
+    start: u32,
+    /// The client has an earlier run: this run's records go out with that run's BNDUPD.
+    merged: bool,
+}
+
+/// The answer to an UPDREQALL in progress (§5.3.6, §8.5.2: "send all binding
+/// information"), walked one client at a time as the partner's window opens.
+///
+/// When the request arrives the table is read once in storage order
+/// ([`LeaseTable::for_each`]) into a plan of resources by storage position: no lease is
+/// copied and nothing is queued per binding. Adjacent records of one client form a run (a
+/// Request writes a client's address and prefix together); a client whose records are not
+/// adjacent (its prefix came later) gets its later runs merged into its first one, found by
+/// sorting the runs' DUID digests, so every client is sent exactly once, with all its
+/// records in one OPTION_CLIENT_DATA (§7.4). Each BNDUPD is built from the table's current
+/// records, borrowed at their position ([`LeaseTable::record_at`], checked against the
+/// resource; a record moved by a removal is looked up by resource instead).
+///
+/// Changes during the walk go through the ordinary queue (`lease_changed`), which is served
+/// first; the walk does not send again what the queue sent since the request. Every BNDUPD
+/// sent while the walk runs counts as part of the answer: UPDDONE goes out only after the
+/// walk has finished and all of them are acknowledged (§5.3.7, §8.6).
+#[derive(Debug)]
+struct Resync {
+    /// Sequence number of the answer's BNDUPDs (below the `answering` mark).
+    seq: u64,
+    /// The resource of every record, at its storage position when the plan was made.
+    entries: Vec<Resource>,
+    runs: Vec<Run>,
+    /// `(first run, later run)` of clients with several runs, sorted: the walk visits first
+    /// runs in order, so it reads this list front to back.
+    extra: Vec<(u32, u32)>,
+    next_run: usize,
+    next_extra: usize,
+    /// Resources the ordinary queue sent since the request: already up to date at the
+    /// partner, so the walk skips them (usually empty).
+    sent_by_queue: HashSet<Resource>,
+}
+
+impl Resync {
+    /// Reads the plan from `table` (one sequential pass, then a sort of one digest per run).
+    fn plan(table: &dyn LeaseTable, hasher: &DefaultHashBuilder, seq: u64) -> Resync {
+        let n = table.len();
+        let mut entries: Vec<Resource> = Vec::with_capacity(n);
+        let mut runs: Vec<Run> = Vec::with_capacity(n / 2 + 1);
+        let mut digests: Vec<(u64, u32)> = Vec::with_capacity(n / 2 + 1);
+        let mut prev: Option<Duid> = None;
+        table.for_each(&mut |l: &Lease| {
+            if prev.as_ref() != Some(&l.duid) {
+                digests.push((hasher.hash_one(l.duid.as_bytes()), runs.len() as u32));
+                runs.push(Run {
+                    start: entries.len() as u32,
+                    merged: false,
+                });
+                prev = Some(l.duid);
+            }
+            entries.push(l.resource);
+        });
+        // Runs of one client share a digest; runs with equal digests are compared by DUID
+        // (two clients with one 64-bit digest only cost a comparison).
+        digests.sort_unstable();
+        let duid_of = |runs: &[Run], run: u32| {
+            let pos = runs[run as usize].start;
+            lookup(table, pos, &entries[pos as usize]).map(|l| l.duid)
+        };
+        let mut extra = Vec::new();
+        for same in digests.chunk_by(|a, b| a.0 == b.0) {
+            if same.len() < 2 {
+                continue; // the client's only run
+            }
+            for (k, &(_, first)) in same.iter().enumerate() {
+                if runs[first as usize].merged {
+                    continue;
+                }
+                let client = duid_of(&runs, first);
+                for &(_, later) in &same[k + 1..] {
+                    if !runs[later as usize].merged && duid_of(&runs, later) == client {
+                        runs[later as usize].merged = true;
+                        extra.push((first, later));
+                    }
+                }
+            }
+        }
+        extra.sort_unstable();
+        Resync {
+            seq,
+            entries,
+            runs,
+            extra,
+            next_run: 0,
+            next_extra: 0,
+            sent_by_queue: HashSet::new(),
+        }
+    }
+
+    /// Clients not yet sent.
+    fn remaining(&self) -> usize {
+        self.runs.len() - self.next_run
+    }
+
+    /// The storage positions of run `i`'s records when the plan was made.
+    fn run_positions(&self, i: usize) -> std::ops::Range<u32> {
+        let end = self
+            .runs
+            .get(i + 1)
+            .map_or(self.entries.len() as u32, |r| r.start);
+        self.runs[i].start..end
+    }
+}
+
+/// The record on `resource`, found at its storage position `pos` when it is still there.
+fn lookup(table: &dyn LeaseTable, pos: u32, resource: &Resource) -> Option<Lease> {
+    match table.record_at(pos as usize) {
+        Some(l) if l.resource == *resource => Some(*l),
+        _ => table.by_resource(resource),
+    }
+}
+
+/// Appends `l` to a BNDUPD being built: its §7.4 record to `u` and what was sent to `sent`.
+fn push_record(
+    cfg: &FailoverConfig,
+    u: &mut BindingUpdateRepr,
+    sent: &mut Vec<SentLease>,
+    l: &Lease,
+    pos: u32,
+    base: u64,
+) {
+    let desired = cfg
+        .subnets
+        .get(l.subnet as usize)
+        .map_or(l.valid_lifetime, |s| s.desired_valid);
+    // T1/T2 as sent are not in the lease model; RFC 8415 §21.4 defaults.
+    let t1 = l.preferred_lifetime / 2;
+    let t2 = (u64::from(l.preferred_lifetime) * 4 / 5) as u32;
+    u.records.push(binding::record_of(l, desired, base, t1, t2));
+    sent.push(SentLease {
+        resource: l.resource,
+        pos,
+        duid: l.duid,
+        state: l.state,
+        cltt: l.cltt,
+        expires_at: l.expires_at,
+    });
 }
 
 #[derive(Clone, Debug)]
@@ -232,6 +385,10 @@ pub struct Endpoint {
     /// Partner's UPDREQ/UPDREQALL being answered: its xid and the last queue sequence
     /// number that belongs to the answer (§5.3.7: UPDDONE once all are sent and acked).
     answering: Option<(u32, u64)>,
+    /// The partner's UPDREQALL being answered by a walk over the table ([`Resync`]).
+    resync: Option<Resync>,
+    /// Digests of DUIDs for the resync plan (process-local, never stored or sent).
+    hasher: DefaultHashBuilder,
     /// Our own UPDREQ/UPDREQALL awaiting UPDDONE (its xid stays reserved, §5.4).
     update_request: Option<u32>,
     /// The partner asked for UPDREQALL (§8.5.2: it lost its stable storage) and has not
@@ -332,6 +489,8 @@ impl Endpoint {
             next_seq: 0,
             outstanding: HashMap::new(),
             answering: None,
+            resync: None,
+            hasher: DefaultHashBuilder::default(),
             update_request: None,
             partner_lost_storage: false,
             draining_for_normal: false,
@@ -418,16 +577,16 @@ impl Endpoint {
         self.outstanding.len()
     }
 
-    /// Number of updates waiting to be sent.
+    /// Number of updates waiting to be sent (queued changes plus the clients an UPDREQALL
+    /// answer has still to send).
     pub fn queued_updates(&self) -> usize {
-        self.queued.len()
+        self.queued.len() + self.resync.as_ref().map_or(0, Resync::remaining)
     }
 
     /// True when nothing is queued, outstanding or unanswered (used by tests and the
     /// simulation to detect quiescence).
     pub fn is_idle(&self) -> bool {
-        self.queued.is_empty()
-            && self.outstanding.is_empty()
+        self.nothing_to_send()
             && self.control.is_empty()
             && self.answering.is_none()
             && self.update_request.is_none()
@@ -465,6 +624,9 @@ impl Endpoint {
         self.send_deadline = None;
         self.control.clear();
         self.answering = None;
+        // An unfinished UPDREQALL walk is kept: it goes on as ordinary updates on the next
+        // connection, so a partner rebuilding its database from it still gets every binding
+        // even if it asks with UPDREQ next time (after a restart, say).
         self.update_request = None;
         self.draining_for_normal = false;
         // Unacknowledged updates stay flagged in the table; queue them for the next
@@ -736,6 +898,12 @@ impl Endpoint {
                     return true;
                 }
             }
+            if self.outstanding.len() < self.partner_max_unacked as usize
+                && self.emit_resync(now, table, buf)
+            {
+                self.sent(now, MessageType::Bndupd);
+                return true;
+            }
         }
         self.maybe_update_done();
         if let Some(pos) = self
@@ -944,7 +1112,7 @@ impl Endpoint {
                     self.draining_for_normal = true;
                     self.queue_pending(table);
                 }
-                if !(self.queued.is_empty() && self.outstanding.is_empty()) {
+                if !self.nothing_to_send() {
                     break;
                 }
                 self.draining_for_normal = false;
@@ -1248,7 +1416,9 @@ impl Endpoint {
                     }
                 };
                 // Our own newer data for this resource is superseded.
-                self.queued.remove(&UpdateKey::Lease(rec.resource));
+                if !self.queued.is_empty() {
+                    self.queued.remove(&UpdateKey::Lease(rec.resource));
+                }
                 match res {
                     Ok(()) => None,
                     Err(_) => Some(StatusCode::UnspecFail),
@@ -1373,7 +1543,7 @@ impl Endpoint {
             leases.clear();
             self.spare_sent.push(leases);
         }
-        if self.draining_for_normal && self.queued.is_empty() && self.outstanding.is_empty() {
+        if self.draining_for_normal && self.nothing_to_send() {
             self.follow_partner(now, table);
         }
         Ok(())
@@ -1396,7 +1566,7 @@ impl Endpoint {
         sent: &SentLease,
         plt: Option<u64>,
     ) {
-        let Some(stored) = table.by_resource(&sent.resource) else {
+        let Some(stored) = lookup(&*table, sent.pos, &sent.resource) else {
             return;
         };
         let mut l = stored;
@@ -1470,17 +1640,25 @@ impl Endpoint {
 
     fn on_update_request(&mut self, table: &mut dyn LeaseTable, xid: u32, all: bool) {
         // §5.3.5/§5.3.6: UPDREQ = everything not yet acknowledged; UPDREQALL = everything.
-        let mut keys = Vec::with_capacity(if all { table.len() } else { 0 });
-        table.for_each(&mut |l: &Lease| {
-            if all || l.update_pending {
-                keys.push(l.resource);
+        // A new UPDREQALL replaces a walk in progress; an UPDREQ waits for it too (below).
+        if all {
+            // The walk sends every client with its current records: the queued changes
+            // are part of it.
+            self.queue.retain(|(k, _)| matches!(k, UpdateKey::Pool(..)));
+            self.queued.retain(|k| matches!(k, UpdateKey::Pool(..)));
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            self.resync = Some(Resync::plan(&*table, &self.hasher, seq));
+        } else {
+            let mut keys = Vec::new();
+            table.for_each(&mut |l: &Lease| {
+                if l.update_pending {
+                    keys.push(l.resource);
+                }
+            });
+            for r in keys {
+                self.enqueue(UpdateKey::Lease(r));
             }
-        });
-        // One growth instead of ~20 rehashes of a table that may hold every binding.
-        self.queued.reserve(keys.len());
-        self.queue.reserve(keys.len());
-        for r in keys {
-            self.enqueue(UpdateKey::Lease(r));
         }
         if self.cfg.role == Role::Primary {
             let moves: Vec<(Resource, PoolStatus)> = self
@@ -1499,6 +1677,9 @@ impl Endpoint {
         let Some((xid, mark)) = self.answering else {
             return;
         };
+        if self.resync.is_some() {
+            return;
+        }
         let queued_before = self
             .queue
             .iter()
@@ -1541,6 +1722,11 @@ impl Endpoint {
         }
     }
 
+    /// No update waiting (queued or in an UPDREQALL walk) and none unacknowledged.
+    fn nothing_to_send(&self) -> bool {
+        self.queued.is_empty() && self.resync.is_none() && self.outstanding.is_empty()
+    }
+
     fn queue_pending(&mut self, table: &mut dyn LeaseTable) {
         let mut keys = Vec::new();
         table.for_each(&mut |l: &Lease| {
@@ -1562,7 +1748,8 @@ impl Endpoint {
 
     /// Periodic work (§7.5.4 scan, §4.2.2 rebalancing, §8.4.1 PARTNER-DOWN reclamation).
     fn scan(&mut self, now: Timestamp, table: &mut dyn LeaseTable) {
-        if self.comms_ok() && self.queued.is_empty() {
+        // During an UPDREQALL walk the flagged leases go out with it.
+        if self.comms_ok() && self.queued.is_empty() && self.resync.is_none() {
             let inflight: HashSet<Resource> = self
                 .outstanding
                 .values()
@@ -1668,7 +1855,6 @@ impl Endpoint {
         seq: u64,
         buf: &mut Vec<u8>,
     ) -> bool {
-        let xid = Self::alloc_xid(&mut self.next_xid, &self.outstanding, self.update_request);
         let base = now.secs();
         let mut u = std::mem::take(&mut self.scratch);
         u.records.clear();
@@ -1713,22 +1899,11 @@ impl Endpoint {
                 u.subject = Subject::Client(lease.duid);
                 for l in &self.leases {
                     self.queued.remove(&UpdateKey::Lease(l.resource));
-                    let desired = self
-                        .cfg
-                        .subnets
-                        .get(l.subnet as usize)
-                        .map_or(l.valid_lifetime, |s| s.desired_valid);
-                    // T1/T2 as sent are not in the lease model; RFC 8415 §21.4 defaults.
-                    let t1 = l.preferred_lifetime / 2;
-                    let t2 = (u64::from(l.preferred_lifetime) * 4 / 5) as u32;
-                    u.records.push(binding::record_of(l, desired, base, t1, t2));
-                    sent.push(SentLease {
-                        resource: l.resource,
-                        duid: l.duid,
-                        state: l.state,
-                        cltt: l.cltt,
-                        expires_at: l.expires_at,
-                    });
+                    if let Some(w) = &mut self.resync {
+                        // Sent after the UPDREQALL: the walk need not send it again.
+                        w.sent_by_queue.insert(l.resource);
+                    }
+                    push_record(&self.cfg, &mut u, &mut sent, l, u32::MAX, base);
                 }
                 if u.records.is_empty() {
                     self.scratch = u;
@@ -1736,6 +1911,24 @@ impl Endpoint {
                 }
             }
         }
+        // While an UPDREQALL walk runs, every BNDUPD belongs to the answer: UPDDONE waits
+        // for its acknowledgement too (a change the queue sent instead of the walk).
+        let seq = self.resync.as_ref().map_or(seq, |w| w.seq);
+        self.send_update(now, key, seq, u, sent, buf)
+    }
+
+    /// Frames the BNDUPD in `u` (the scratch record set, returned to `self.scratch`) and
+    /// records it as outstanding.
+    fn send_update(
+        &mut self,
+        now: Timestamp,
+        key: UpdateKey,
+        seq: u64,
+        u: BindingUpdateRepr,
+        sent: Vec<SentLease>,
+        buf: &mut Vec<u8>,
+    ) -> bool {
+        let xid = Self::alloc_xid(&mut self.next_xid, &self.outstanding, self.update_request);
         let mut b = Builder::new(buf, MessageType::Bndupd, xid, now.secs_since_2000());
         u.emit(&mut b, false);
         let ok = b.finish().is_ok();
@@ -1750,8 +1943,118 @@ impl Endpoint {
                     leases: sent,
                 },
             );
+        } else if self.spare_sent.len() < SPARE_BUFFERS {
+            self.spare_sent.push(sent);
         }
         ok
+    }
+
+    /// The next client of an UPDREQALL walk ([`Resync`]) as one BNDUPD; `false` once the
+    /// walk is over (every client of the plan sent, or gone from the table).
+    fn emit_resync(
+        &mut self,
+        now: Timestamp,
+        table: &mut dyn LeaseTable,
+        buf: &mut Vec<u8>,
+    ) -> bool {
+        let Some(mut w) = self.resync.take() else {
+            return false;
+        };
+        let base = now.secs();
+        let mut u = std::mem::take(&mut self.scratch);
+        u.top_status = None;
+        u.base_time = binding::to_wire(base);
+        let mut sent = self.spare_sent.pop().unwrap_or_default();
+        let mut emitted = false;
+        while w.next_run < w.runs.len() {
+            let run = w.next_run;
+            w.next_run += 1;
+            if w.runs[run].merged {
+                continue;
+            }
+            // This client's later runs, if its records are not all adjacent.
+            let first_extra = w.next_extra;
+            while w.next_extra < w.extra.len() && w.extra[w.next_extra].0 as usize == run {
+                w.next_extra += 1;
+            }
+            u.records.clear();
+            sent.clear();
+            let mut client: Option<Duid> = None;
+            let runs = std::iter::once(run).chain(
+                w.extra[first_extra..w.next_extra]
+                    .iter()
+                    .map(|&(_, r)| r as usize),
+            );
+            for r in runs {
+                for pos in w.run_positions(r) {
+                    let resource = w.entries[pos as usize];
+                    let copy;
+                    let l: &Lease = match table.record_at(pos as usize) {
+                        Some(l) if l.resource == resource => l,
+                        // Moved by a removal since the plan was made.
+                        _ => match table.by_resource(&resource) {
+                            Some(l) => {
+                                copy = l;
+                                &copy
+                            }
+                            None => continue,
+                        },
+                    };
+                    match &client {
+                        None => client = Some(l.duid),
+                        // The resource went to another client since: that change is queued.
+                        Some(c) if *c != l.duid => continue,
+                        Some(_) => {}
+                    }
+                    if !w.sent_by_queue.is_empty() && w.sent_by_queue.contains(&resource) {
+                        continue;
+                    }
+                    push_record(&self.cfg, &mut u, &mut sent, l, pos, base);
+                }
+            }
+            let Some(duid) = client else {
+                continue; // every record of the client is gone
+            };
+            if !self.queued.is_empty() {
+                // Changes are waiting: the client may hold records the plan does not know
+                // (granted since the request). §7.4: all of a client's bindings in one
+                // OPTION_CLIENT_DATA, so send its whole current set, queued changes
+                // included.
+                u.records.clear();
+                sent.clear();
+                let mut leases = std::mem::take(&mut self.leases);
+                leases.clear();
+                table.client_leases(&duid, &mut leases);
+                for l in &leases {
+                    if w.sent_by_queue.contains(&l.resource) {
+                        continue;
+                    }
+                    self.queued.remove(&UpdateKey::Lease(l.resource));
+                    push_record(&self.cfg, &mut u, &mut sent, l, u32::MAX, base);
+                }
+                self.leases = leases;
+            }
+            let Some(first) = sent.first().map(|s| s.resource) else {
+                continue;
+            };
+            u.records.sort_by_key(|r| (r.ia_type, r.iaid, r.resource));
+            u.subject = Subject::Client(duid);
+            let seq = w.seq;
+            let sent = std::mem::take(&mut sent);
+            emitted = self.send_update(now, UpdateKey::Lease(first), seq, u, sent, buf);
+            u = std::mem::take(&mut self.scratch);
+            if emitted {
+                break;
+            }
+        }
+        self.scratch = u;
+        if sent.capacity() > 0 && self.spare_sent.len() < SPARE_BUFFERS {
+            self.spare_sent.push(sent);
+        }
+        if w.remaining() > 0 {
+            self.resync = Some(w);
+        }
+        emitted
     }
 
     fn emit_control(
@@ -2142,5 +2445,339 @@ mod tests {
         }
         assert_eq!(p.ep.server_state(), ServerState::Normal);
         assert_eq!(s.ep.server_state(), ServerState::Normal);
+    }
+}
+
+/// The UPDREQALL walk ([`Resync`]) against a model: what was sent, when, and in which
+/// window.
+#[cfg(test)]
+mod resync_tests {
+    use super::*;
+    use crate::lease::memory::MemoryTable;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    const T0: u64 = 1_800_000_000_000;
+
+    fn duid(c: u16) -> Duid {
+        let b = c.to_be_bytes();
+        Duid::new(&[0, 3, 0, 1, 0x02, 0x42, 0xac, 0x11, b[0], b[1]]).unwrap()
+    }
+
+    fn lease(c: u16, pd: bool, cltt: u64) -> Lease {
+        let n = u128::from(c);
+        Lease {
+            resource: if pd {
+                Resource::prefix((0x2001_0db8_0100_0000u128 << 64 | n << 72).into(), 56)
+            } else {
+                Resource::address((0x2001_0db8_0001_0000u128 << 64 | n << 1 | 1).into())
+            },
+            ia_type: if pd { IaType::Pd } else { IaType::Na },
+            duid: duid(c),
+            iaid: u32::from(pd),
+            state: BindingState::Active,
+            preferred_lifetime: 1800,
+            valid_lifetime: 3600,
+            cltt,
+            expires_at: cltt + 3600,
+            subnet: 0,
+            partner_lifetime: cltt + 3600,
+            update_pending: false,
+        }
+    }
+
+    /// Something the engine or the table does to the answering server mid-resync.
+    #[derive(Clone, Debug)]
+    enum Change {
+        /// The client renews lease `i` of the initial set (flagged, `lease_changed`).
+        Renew(usize),
+        /// Record `i` disappears (e.g. a declined address's quarantine ends): the table
+        /// moves its last record into the hole.
+        Remove(usize),
+        /// A new client is granted an address.
+        NewClient(u16),
+        /// The connection drops and comes back: the partner, still in RECOVER, asks
+        /// again with UPDREQALL.
+        Reconnect,
+    }
+
+    struct Side {
+        ep: Endpoint,
+        table: MemoryTable,
+    }
+
+    fn side(role: Role, window: u32, now: Timestamp) -> Side {
+        let mut c = FailoverConfig::new(role);
+        c.mclt = 60;
+        c.max_unacked_bndupd = window;
+        Side {
+            ep: Endpoint::new(c, None, now),
+            table: MemoryTable::new(),
+        }
+    }
+
+    /// Everything `x` has to send (framed messages), delivered to `y`.
+    fn flush(x: &mut Side, y: &mut Side, now: Timestamp) -> bool {
+        let mut buf = Vec::new();
+        while x.ep.poll_transmit(now, &mut x.table, &mut buf) {}
+        while x.ep.poll_event().is_some() {}
+        y.ep.handle_stream(now, &buf, &mut y.table);
+        while y.ep.poll_event().is_some() {}
+        !buf.is_empty()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Every binding the primary holds when the UPDREQALL arrives goes out exactly once
+        /// unless it changes; a changed one goes out again after its change; a client's
+        /// records travel together; never more than the partner's MAX_UNACKED_BNDUPD are
+        /// unacknowledged; UPDDONE comes last, once every BNDUPD is acknowledged; and the
+        /// partner ends with the primary's bindings.
+        #[test]
+        fn updreqall_walk(
+            // Per client: 0 = address only, 1 = prefix only, 2 = both; whether the prefix
+            // was granted later (records not adjacent).
+            clients in proptest::collection::vec((0u8..3, any::<bool>()), 1..40),
+            window in 1u32..6,
+            burst in 1usize..5,
+            changes in proptest::collection::vec((0usize..40, 0u8..4, 0usize..80), 0..8),
+        ) {
+            let now = Timestamp(T0);
+            let now_s = now.secs();
+            let mut p = side(Role::Primary, 8, now);
+            let mut s = side(Role::Secondary, window, now);
+            p.ep.handle_connected(now);
+            s.ep.handle_connected(now);
+            while flush(&mut p, &mut s, now) | flush(&mut s, &mut p, now) {}
+            prop_assert_eq!(p.ep.server_state(), ServerState::Normal);
+
+            // The primary's bindings, in grant order.
+            let mut initial = Vec::new();
+            let mut later = Vec::new();
+            for (c, &(kind, split)) in clients.iter().enumerate() {
+                let c = c as u16;
+                let cltt = now_s - 600 + u64::from(c);
+                if kind != 1 {
+                    initial.push(lease(c, false, cltt));
+                }
+                if kind != 0 {
+                    if split && kind == 2 {
+                        later.push(lease(c, true, cltt));
+                    } else {
+                        initial.push(lease(c, true, cltt));
+                    }
+                }
+            }
+            initial.extend(later);
+            for l in &initial {
+                p.table.upsert(*l).unwrap();
+            }
+            // The secondary loses its storage: RECOVER, UPDREQALL.
+            s = side(Role::Secondary, window, now);
+            p.ep.handle_disconnected(now, &mut p.table);
+            p.ep.handle_connected(now);
+            s.ep.handle_connected(now);
+
+            let mut changes: Vec<(usize, Change)> = changes
+                .into_iter()
+                .map(|(i, kind, at)| {
+                    let i = i % initial.len();
+                    let change = match kind {
+                        0 => Change::Renew(i),
+                        1 => Change::Remove(i),
+                        2 => Change::NewClient(1000 + at as u16),
+                        _ => Change::Reconnect,
+                    };
+                    (at, change)
+                })
+                .collect();
+            changes.sort_by_key(|c| c.0);
+
+            let mut sends: BTreeMap<Resource, Vec<usize>> = BTreeMap::new();
+            let mut changed_at: BTreeMap<Resource, usize> = BTreeMap::new();
+            let mut removed = Vec::new();
+            let mut updreqall_seen = false;
+            let mut upddone_at = None;
+            let mut reconnected = false;
+            let mut last_request = 0;
+            let mut answer_xids = Vec::new();
+            let mut acked = Vec::new();
+            let mut step = 0usize;
+            let mut next_change = 0;
+            for _round in 0..10_000 {
+                // The primary sends up to `burst` messages, one at a time.
+                let mut buf = Vec::new();
+                let mut n = 0;
+                while n < burst {
+                    let before = buf.len();
+                    if !p.ep.poll_transmit(now, &mut p.table, &mut buf) {
+                        break;
+                    }
+                    n += 1;
+                    prop_assert!(p.ep.unacked() <= window as usize, "window");
+                    let Ok(wire::Frame::Complete { message, .. }) = wire::split_frame(&buf[before..]) else {
+                        panic!("one frame");
+                    };
+                    let m = Message::new_checked(message).unwrap();
+                    match m.msg_type() {
+                        Some(MessageType::Bndupd) if updreqall_seen => {
+                            let mut u = BindingUpdateRepr::default();
+                            u.parse(m.options(), false).unwrap();
+                            let Subject::Client(d) = u.subject else { panic!("client update") };
+                            let client_changed = changed_at.keys().any(|c| {
+                                p.table.by_resource(c).is_some_and(|x| x.duid == d)
+                            });
+                            // Part of the answer: UPDDONE must wait for its BNDREPLY.
+                            if upddone_at.is_none() && !client_changed {
+                                answer_xids.push(m.transaction_id());
+                            }
+                            // §7.4: the client's records, all of them, in one update
+                            // (those the queue already sent since the request aside).
+                            let mut all = Vec::new();
+                            p.table.client_leases(&d, &mut all);
+                            for rec in &u.records {
+                                prop_assert!(all.iter().any(|l| l.resource == rec.resource));
+                                // After UPDDONE only clients changed since flow.
+                                prop_assert!(
+                                    upddone_at.is_none()
+                                        || changed_at.keys().any(|c| {
+                                            p.table.by_resource(c).is_some_and(|x| x.duid == d)
+                                        }),
+                                    "{} sent after UPDDONE", rec.resource
+                                );
+                                sends.entry(rec.resource).or_default().push(step);
+                            }
+                            if changed_at.is_empty() && removed.is_empty() {
+                                prop_assert_eq!(u.records.len(), all.len(), "whole client");
+                            }
+                        }
+                        Some(MessageType::Upddone) => {
+                            prop_assert!(upddone_at.is_none(), "one UPDDONE");
+                            for x in &answer_xids {
+                                prop_assert!(acked.contains(x), "UPDDONE before the ack of {}", x);
+                            }
+                            upddone_at = Some(step);
+                        }
+                        _ => {}
+                    }
+                    step += 1;
+                }
+                while p.ep.poll_event().is_some() {}
+                s.ep.handle_stream(now, &buf, &mut s.table);
+                while s.ep.poll_event().is_some() {}
+                let mut back = Vec::new();
+                while s.ep.poll_transmit(now, &mut s.table, &mut back) {}
+                while s.ep.poll_event().is_some() {}
+                let mut at = 0;
+                while let Ok(wire::Frame::Complete { message, consumed }) = wire::split_frame(&back[at..]) {
+                    let m = Message::new_checked(message).unwrap();
+                    if m.msg_type() == Some(MessageType::Bndreply) {
+                        acked.push(m.transaction_id());
+                    }
+                    at += consumed;
+                }
+                let requests = p.ep.counters().received[MessageType::Updreqall as usize];
+                p.ep.handle_stream(now, &back, &mut p.table);
+                if p.ep.counters().received[MessageType::Updreqall as usize] > requests {
+                    last_request = step;
+                }
+                let from_s = !back.is_empty();
+                if s.ep.counters().sent[MessageType::Updreqall as usize] > 0 {
+                    updreqall_seen = true;
+                }
+                // Changes on the primary while it answers.
+                while updreqall_seen && next_change < changes.len() && changes[next_change].0 <= step {
+                    match changes[next_change].1 {
+                        Change::Renew(i) => {
+                            let r = initial[i].resource;
+                            if let Some(mut l) = p.table.by_resource(&r) {
+                                l.cltt = now_s;
+                                l.expires_at = now_s + 3600;
+                                l.update_pending = true;
+                                p.table.upsert(l).unwrap();
+                                p.ep.lease_changed(r);
+                                changed_at.insert(r, step);
+                            }
+                        }
+                        Change::Remove(i) => {
+                            let r = initial[i].resource;
+                            if !changed_at.contains_key(&r) {
+                                p.table.remove(&r).unwrap();
+                                removed.push(r);
+                            }
+                        }
+                        Change::Reconnect => {
+                            p.ep.handle_disconnected(now, &mut p.table);
+                            s.ep.handle_disconnected(now, &mut s.table);
+                            while p.ep.poll_event().is_some() {}
+                            while s.ep.poll_event().is_some() {}
+                            p.ep.handle_connected(now);
+                            s.ep.handle_connected(now);
+                            reconnected = true;
+                            // Only the answer to the request on the new connection counts.
+                            answer_xids.clear();
+                        }
+                        Change::NewClient(c) => {
+                            let mut l = lease(c, false, now_s);
+                            l.update_pending = true;
+                            if p.table.by_resource(&l.resource).is_none() {
+                                p.table.upsert(l).unwrap();
+                                p.ep.lease_changed(l.resource);
+                                changed_at.insert(l.resource, step);
+                            }
+                        }
+                    }
+                    next_change += 1;
+                }
+                if n == 0 && !from_s && p.ep.is_idle() && s.ep.is_idle() {
+                    break;
+                }
+            }
+            prop_assert!(updreqall_seen);
+            prop_assert!(upddone_at.is_some(), "UPDDONE sent");
+            prop_assert_eq!(s.ep.server_state(), ServerState::RecoverWait);
+            for l in &initial {
+                let r = l.resource;
+                if removed.contains(&r) {
+                    continue;
+                }
+                let sent = sends.get(&r).map_or(&[][..], |v| &v[..]);
+                // A change sends the client's whole record set again (§7.4).
+                let client_changed = changed_at
+                    .keys()
+                    .any(|c| p.table.by_resource(c).is_some_and(|x| x.duid == l.duid));
+                match changed_at.get(&r) {
+                    None if client_changed => prop_assert!(!sent.is_empty(), "{} sent", r),
+                    // After a reconnection the partner asked again: the new answer has
+                    // it (the first one may have sent it too).
+                    None if reconnected => prop_assert!(
+                        sent.iter().any(|&x| x >= last_request),
+                        "{} sent after the last UPDREQALL", r
+                    ),
+                    None => prop_assert_eq!(sent.len(), 1, "{} sent exactly once", r),
+                    Some(&at) => prop_assert!(sent.iter().any(|&x| x >= at), "{} sent after its change", r),
+                }
+            }
+            for (r, &at) in &changed_at {
+                let sent = sends.get(r).map_or(&[][..], |v| &v[..]);
+                prop_assert!(sent.iter().any(|&x| x >= at), "{} sent after its change", r);
+            }
+            // The partner holds what the primary holds.
+            let mut want = Vec::new();
+            p.table.for_each(&mut |l| want.push(*l));
+            s.table.for_each(&mut |l| {
+                assert!(
+                    p.table.by_resource(&l.resource).is_some() || removed.contains(&l.resource),
+                    "{} only at the partner", l.resource
+                );
+            });
+            for l in want {
+                let got = s.table.by_resource(&l.resource).unwrap();
+                prop_assert_eq!(got.duid, l.duid);
+                prop_assert_eq!(got.cltt, l.cltt);
+                prop_assert!(!p.table.by_resource(&l.resource).unwrap().update_pending, "acknowledged");
+            }
+        }
     }
 }

@@ -300,6 +300,10 @@ impl LeaseTable for MemoryTable {
         }
     }
 
+    fn record_at(&self, pos: usize) -> Option<&Lease> {
+        self.leases.get(pos)
+    }
+
     fn commit(&mut self) -> Result<Option<CommitId>, TableError> {
         if !self.dirty {
             return Ok(None);

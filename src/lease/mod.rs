@@ -301,6 +301,15 @@ pub trait LeaseTable {
     /// Calls `f` for every record (tooling, failover resync).
     fn for_each(&self, f: &mut dyn FnMut(&Lease));
 
+    /// The record at position `pos` of [`LeaseTable::for_each`]'s order, borrowed, for a
+    /// table that keeps its records in one addressable sequence (the failover resync walks
+    /// the table in that order without a hash lookup per binding). A hint only: removals
+    /// may move records, so callers check the resource and fall back to
+    /// [`LeaseTable::by_resource`]. Default: `None`.
+    fn record_at(&self, _pos: usize) -> Option<&Lease> {
+        None
+    }
+
     /// Calls `f` with the resource, binding state and expiry time of every record: all that
     /// the startup passes (allocator bitmaps, foreign resources) need. A mapped table answers
     /// straight from its archived records without building whole leases (no DUID copy).
