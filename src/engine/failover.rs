@@ -286,6 +286,10 @@ impl LeaseTable for ChangeLog<'_> {
         self.table.for_each(f)
     }
 
+    fn record_at(&self, pos: usize) -> Option<&Lease> {
+        self.table.record_at(pos)
+    }
+
     fn for_each_resource(&self, f: &mut dyn FnMut(&Resource, BindingState, u64)) {
         self.table.for_each_resource(f)
     }
