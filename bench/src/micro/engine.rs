@@ -9,6 +9,11 @@
 //!
 //! Requests allocate for a new client every time: the timed loop runs over chunks of
 //! distinct clients and rebuilds the table between chunks, outside the timing.
+//!
+//! `sarr-bound` is the load of the AF_XDP benchmark (docs/benchmarks.md): Solicit then
+//! Request from clients that already hold their leases, round robin over 20,000 clients,
+//! on the table the server really uses (`ShardTable` in durability `memory`), one relay
+//! hop. One iteration is one exchange (two messages, one lease renewed).
 
 use std::hint::black_box;
 use std::net::{Ipv6Addr, SocketAddrV6};
@@ -21,7 +26,8 @@ use super::cputime::{thread_cpu_time, ThreadCpuTime};
 use tandem::config::{Config, LocalInterface};
 use tandem::engine::{Engine, Outcome, Received, ShardId};
 use tandem::lease::memory::MemoryTable;
-use tandem::lease::Duid;
+use tandem::lease::store::ShardTable;
+use tandem::lease::{Duid, LeaseTable};
 use tandem::time::Timestamp;
 use tandem::wire::{self, MessageType, Writer};
 
@@ -143,7 +149,7 @@ fn now() -> Timestamp {
     Timestamp::from_secs(1_800_000_000)
 }
 
-fn answer(e: &mut Engine, t: &mut MemoryTable, rx: &Received, p: &[u8], out: &mut Vec<u8>) {
+fn answer(e: &mut Engine, t: &mut dyn LeaseTable, rx: &Received, p: &[u8], out: &mut Vec<u8>) {
     let o = e.handle(rx, p, now(), t, out);
     assert!(
         matches!(o, Outcome::Reply { .. }),
@@ -228,6 +234,59 @@ pub fn benchmarks(c: &mut Criterion<ThreadCpuTime>) {
             })
         });
     }
+
+    // Solicit + Request of bound clients on the server's own table (see the module docs).
+    const SARR_CLIENTS: usize = 20_000;
+    let one_hop = |inner: &[u8]| {
+        let mut buf = Vec::new();
+        let mut w = Writer::relay(
+            &mut buf,
+            MessageType::RelayForw,
+            0,
+            "2001:db8:1::1".parse().expect("addr"),
+            "fe80::2".parse().expect("addr"),
+        );
+        w.interface_id(b"ge-0/0/1.100");
+        w.relay_msg(|w| {
+            w.bytes(inner);
+        });
+        w.finish().expect("relay encodes");
+        buf
+    };
+    let sarr: Vec<(Vec<u8>, Vec<u8>)> = (0..SARR_CLIENTS)
+        .map(|n| {
+            (
+                one_hop(&client_msg(MessageType::Solicit, n, None)),
+                one_hop(&client_msg(MessageType::Request, n, None)),
+            )
+        })
+        .collect();
+    let rx = self::rx(true);
+    let mut e = engine();
+    let mut t = ShardTable::in_memory();
+    let mut out = Vec::with_capacity(512);
+    for (solicit, request) in &sarr {
+        answer(&mut e, &mut t, &rx, solicit, &mut out);
+        answer(&mut e, &mut t, &rx, request, &mut out);
+    }
+    let mut i = 0;
+    let mut secs = now().secs();
+    g.bench_function("sarr-bound/relayed-1hop-shardtable", |b| {
+        b.iter(|| {
+            i += 1;
+            if i == SARR_CLIENTS {
+                // A new second every round, as on the wire: renewals move their deadlines.
+                i = 0;
+                secs += 1;
+            }
+            let now = Timestamp::from_secs(secs);
+            let (solicit, request) = &sarr[i];
+            e.handle(&rx, black_box(solicit), now, &mut t, &mut out);
+            let o = e.handle(&rx, black_box(request), now, &mut t, &mut out);
+            t.commit().expect("memory commit");
+            o
+        })
+    });
 
     // Baseline: decoding alone of the relayed Request (relay walk + every option body).
     let request = relayed(&client_msg(MessageType::Request, 7, None));
