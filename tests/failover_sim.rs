@@ -1244,21 +1244,21 @@ impl World {
                 self.restart(i);
             }
         }
-        // Skew beyond 5 s and long delays cut the pair apart like a partition (§7.1), so
-        // the same rule applies: not while a server is down or in PARTNER-DOWN.
+        // Clock skew within RFC 8156 §7.1's bound: each clock within 2.5 s of true time,
+        // so the pair is within 5 s of each other. Skew beyond 5 s is outside the protocol
+        // (§7.1 requires synchronized clocks; §7.5.1 only drops the connection): the
+        // times stored while the clocks were apart can later be misordered by more than
+        // the ±5 s tolerance, e.g. a Release at one server recorded as later than the
+        // client's new grant at the other, which then frees a prefix the client holds
+        // (seeds 146 and 179 did this; docs/FAILOVER.md "Clock skew beyond 5 s"). The
+        // refusal to talk across such a skew is the scripted
+        // `skew_beyond_five_seconds_keeps_the_pair_apart`. Long delays cut the pair apart
+        // like a partition, so they follow its rule: not while a server is down or in
+        // PARTNER-DOWN.
         let calm = alive == [true, true] && !self.any_partner_down();
         if self.rng.chance(3) {
             let i = self.rng.below(2) as usize;
-            self.servers[i].skew_ms = if calm && self.rng.chance(200) {
-                let s = self.rng.range(6_000, 9_000) as i64;
-                if self.rng.chance(500) {
-                    s
-                } else {
-                    -s
-                }
-            } else {
-                self.rng.range(0, 8_000) as i64 - 4_000
-            };
+            self.servers[i].skew_ms = self.rng.range(0, 5_000) as i64 - 2_500;
             self.log(format!(
                 "{:?} clock skew {} ms",
                 self.servers[i].role, self.servers[i].skew_ms

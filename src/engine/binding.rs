@@ -319,55 +319,33 @@ impl Engine {
         // The binding to keep: the first appropriate one, or with several (e.g. a released
         // binding the failover partner revived, RFC 8156 §7.5.4), the one the client names
         // (RFC 8415 §18.3.4: the addresses "in the IA" are the ones it is using).
-        let several = leases.iter().filter(bound).nth(1).is_some();
-        let keep = leases
-            .iter()
-            .filter(bound)
-            .filter(|l| appropriate(&l.resource))
-            .find(|l| !several || ia_resources(&ia).any(|r| r == l.resource))
-            .or_else(|| {
-                leases
-                    .iter()
-                    .filter(bound)
-                    .find(|l| appropriate(&l.resource))
-            })
-            .map(|l| l.resource);
+        let named_keep = if leases.iter().filter(bound).nth(1).is_some() {
+            leases
+                .iter()
+                .filter(bound)
+                .find(|l| appropriate(&l.resource) && ia_resources(&ia).any(|r| r == l.resource))
+                .map(|l| l.resource)
+        } else {
+            None
+        };
         // Under failover a Renew/Rebind may name a resource the partner gave this client
-        // after the binding this server still holds for the IA (the client came back
-        // through the partner): the client uses the named one, so it is renewed
-        // ([`Engine::renew_unknown`]) and the stale binding ends.
-        let mut renewed = None;
-        if let Some(k) = keep.filter(|_| {
-            mode == Mode::Extend
-                && self.allow_new
-                && self.scope.role.is_some()
-                && reserved.is_none()
-        }) {
-            let mut named = [Resource::address(Ipv6Addr::UNSPECIFIED); super::MAX_IA_ENTRIES];
-            let mut n = 0;
-            for r in ia_resources(&ia) {
-                if r == k {
-                    n = 0;
-                    break;
-                }
-                let on_link = if prefixes {
-                    r.prefix_len != 0 && link.owns_prefix(r.addr, r.prefix_len)
-                } else {
-                    link.on_link(r.addr)
-                };
-                if on_link && !leases.iter().filter(bound).any(|l| l.resource == r) {
-                    named[n] = r;
-                    n += 1;
-                }
-            }
-            if n > 0 {
-                renewed = self.renew_unknown(table, client, link, &named[..n], now);
-            }
-        }
-        let keep = if renewed.is_some() { None } else { keep };
+        // after the binding this server still holds for the IA: renewed instead of it.
+        let renewed = if mode == Mode::Extend
+            && self.scope.role.is_some()
+            && self.allow_new
+            && reserved.is_none()
+        {
+            self.renew_named_instead(table, client, &ia, link, leases, now)
+        } else {
+            None
+        };
         let mut kept: Option<Lease> = None;
         for l in leases.iter().filter(bound) {
-            if kept.is_none() && Some(l.resource) == keep {
+            let wanted = match named_keep {
+                Some(r) => l.resource == r,
+                None => appropriate(&l.resource),
+            };
+            if kept.is_none() && renewed.is_none() && wanted {
                 kept = Some(*l);
             } else {
                 // RFC 8415 §18.3.4/§18.3.5: no longer appropriate for the link → lifetime 0.

@@ -24,8 +24,9 @@
 //! delegates its own prefixes first (§8.4.1, in `take_prefix`).
 
 use std::cmp::Reverse;
+use std::net::Ipv6Addr;
 
-use super::{occupies, Client, Engine};
+use super::{ia_resources, occupies, Client, Engine, IaRequest};
 use crate::config::Subnet;
 use crate::failover::{binding as fo_binding, PoolStatus};
 use crate::lease::{BindingState, CommitId, Duid, IaType, Lease, LeaseTable, Resource, TableError};
@@ -124,6 +125,51 @@ impl Engine {
         }
         self.counters.leases_expired += changed as u64;
         changed
+    }
+
+    /// Under failover, a Renew/Rebind of an IA this server holds a binding for but whose
+    /// message names none of its resources, only others (the client came back through
+    /// the partner, which gave it those after this binding): the first named one
+    /// [`Engine::renew_unknown`] accepts, which the caller renews instead of the stale
+    /// binding (that one ends with lifetime 0). Out of line: never on the path without
+    /// failover.
+    #[inline(never)]
+    pub(super) fn renew_named_instead(
+        &mut self,
+        table: &dyn LeaseTable,
+        client: &Client<'_>,
+        ia: &IaRequest<'_>,
+        link: &Subnet,
+        leases: &[Lease],
+        now: u64,
+    ) -> Option<Resource> {
+        let bound = |r: &Resource| {
+            leases
+                .iter()
+                .any(|l| l.is_bound_at(now) && l.resource == *r)
+        };
+        if !leases.iter().any(|l| l.is_bound_at(now)) {
+            return None;
+        }
+        let prefixes = ia.ia_type == IaType::Pd;
+        let mut named = [Resource::address(Ipv6Addr::UNSPECIFIED); super::MAX_IA_ENTRIES];
+        let mut n = 0;
+        for r in ia_resources(ia) {
+            if bound(&r) {
+                // The client names a binding this server holds: nothing to replace.
+                return None;
+            }
+            let on_link = if prefixes {
+                r.prefix_len != 0 && link.owns_prefix(r.addr, r.prefix_len)
+            } else {
+                link.on_link(r.addr)
+            };
+            if on_link {
+                named[n] = r;
+                n += 1;
+            }
+        }
+        self.renew_unknown(table, client, link, &named[..n], now)
     }
 
     /// RFC 8156 §4.2.1 "any server may renew any lease", §4.3 (a partner may have no
@@ -238,6 +284,10 @@ impl LeaseTable for ChangeLog<'_> {
 
     fn for_each(&self, f: &mut dyn FnMut(&Lease)) {
         self.table.for_each(f)
+    }
+
+    fn record_at(&self, pos: usize) -> Option<&Lease> {
+        self.table.record_at(pos)
     }
 
     fn for_each_resource(&self, f: &mut dyn FnMut(&Resource, BindingState, u64)) {

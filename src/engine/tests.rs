@@ -1112,3 +1112,158 @@ fn foreign_resources_stay_taken() {
     );
     assert_eq!(got[1].3, Some(StatusCode::NoAddrsAvail));
 }
+
+fn failover_scope(
+    role: crate::failover::Role,
+    state: crate::failover::ServerState,
+) -> crate::failover::ServiceScope {
+    crate::failover::ServiceScope {
+        role: Some(role),
+        state,
+        mclt: 300,
+        partner_down_since: T0,
+    }
+}
+
+#[test]
+fn failover_release_holds_the_resource_until_the_partner_acknowledges() {
+    use crate::failover::{Role, ServerState};
+    let mut e = engine();
+    let mut t = MemoryTable::new();
+    e.set_scope(failover_scope(Role::Primary, ServerState::Normal));
+    let req = |n: u8, hint: Option<(&str, u8)>| {
+        msg(MessageType::Request, &duid(n), Some(&sid()), |w| {
+            ia_pd(w, 2, hint.as_slice());
+        })
+    };
+    let r = run(&mut e, &mut t, &multicast(), &req(1, None), at(0));
+    let (p, len, _) = r.ia_pd(2).2[0];
+    let prefix = Resource::prefix(p, len);
+    assert_eq!(e.drain_binding_updates().collect::<Vec<_>>(), vec![prefix]);
+    let rel = msg(MessageType::Release, &duid(1), Some(&sid()), |w| {
+        ia_pd(w, 2, &[(&p.to_string(), len)]);
+    });
+    run(&mut e, &mut t, &multicast(), &rel, at(1));
+    let held = t.by_resource(&prefix).unwrap();
+    assert_eq!(held.state, BindingState::Released);
+    assert!(held.update_pending && held.expires_at == u64::MAX);
+    assert_eq!(e.drain_binding_updates().collect::<Vec<_>>(), vec![prefix]);
+    // Another client asking for it gets another prefix while the release is unacknowledged.
+    let hint = (p.to_string(), len);
+    let r = run(
+        &mut e,
+        &mut t,
+        &multicast(),
+        &req(2, Some((&hint.0, len))),
+        at(2),
+    );
+    assert_ne!(r.ia_pd(2).2[0].0, p);
+    // The endpoint frees it on the partner's BNDREPLY; the allocator learns it.
+    let mut changed = Vec::new();
+    ChangeLog::new(&mut t, &mut changed)
+        .remove(&prefix)
+        .unwrap();
+    for c in &changed {
+        e.binding_changed(c, &t, at(3));
+    }
+    let r = run(
+        &mut e,
+        &mut t,
+        &multicast(),
+        &req(3, Some((&hint.0, len))),
+        at(3),
+    );
+    assert_eq!(r.ia_pd(2).2[0].0, p);
+}
+
+#[test]
+fn failover_expiry_keeps_the_record_for_the_partner() {
+    use crate::failover::{Role, ServerState};
+    let mut e = engine();
+    let mut t = MemoryTable::new();
+    e.set_scope(failover_scope(Role::Primary, ServerState::Normal));
+    let req = msg(MessageType::Request, &duid(4), Some(&sid()), |w| {
+        ia_pd(w, 2, &[])
+    });
+    let r = run(&mut e, &mut t, &multicast(), &req, at(0));
+    let (p, len, valid) = r.ia_pd(2).2[0];
+    let prefix = Resource::prefix(p, len);
+    e.drain_binding_updates().for_each(drop);
+    e.expire(at(u64::from(valid) + 1), &mut t, 100);
+    let l = t.by_resource(&prefix).unwrap();
+    assert_eq!(l.state, BindingState::Expired);
+    assert!(l.update_pending && l.expires_at == u64::MAX);
+    assert_eq!(e.drain_binding_updates().collect::<Vec<_>>(), vec![prefix]);
+    // Still held long after: only the partner's acknowledgement frees it.
+    let other = msg(MessageType::Request, &duid(5), Some(&sid()), |w| {
+        ia_pd(w, 2, &[(&p.to_string(), len)])
+    });
+    let r = run(&mut e, &mut t, &multicast(), &other, at(100_000));
+    assert_ne!(r.ia_pd(2).2[0].0, p);
+}
+
+#[test]
+fn failover_renew_keeps_a_partner_resource_this_server_never_saw() {
+    use crate::failover::{Role, ServerState};
+    let mut e = engine();
+    let mut t = MemoryTable::new();
+    // The secondary, apart from the primary: a client renews the primary's (odd) address
+    // and a FREE (primary's) prefix that the lost BNDUPD never brought here.
+    e.set_scope(failover_scope(
+        Role::Secondary,
+        ServerState::CommunicationsInterrupted,
+    ));
+    let renew = msg(MessageType::Renew, &duid(6), Some(&sid()), |w| {
+        ia_na(w, 1, &["2001:db8:1::1001"]);
+        ia_pd(w, 2, &[("2001:db8:100:3300::", 56)]);
+    });
+    let r = run(&mut e, &mut t, &multicast(), &renew, at(0));
+    let (_, _, addrs, _) = r.ia_na(1);
+    assert_eq!(addrs[0].0, "2001:db8:1::1001".parse::<Ipv6Addr>().unwrap());
+    assert_eq!(addrs[0].2, 300, "MCLT: nothing acknowledged yet");
+    assert_eq!(
+        r.ia_pd(2).2[0].0,
+        "2001:db8:100:3300::".parse::<Ipv6Addr>().unwrap()
+    );
+    // Another client's binding on it is not taken over.
+    let other = msg(MessageType::Renew, &duid(7), Some(&sid()), |w| {
+        ia_na(w, 1, &["2001:db8:1::1001"]);
+    });
+    let r = run(&mut e, &mut t, &multicast(), &other, at(1));
+    assert_ne!(
+        r.ia_na(1).2[0].0,
+        "2001:db8:1::1001".parse::<Ipv6Addr>().unwrap()
+    );
+}
+
+#[test]
+fn partner_down_delegates_its_own_prefixes_first() {
+    use crate::failover::{PoolStatus, Role, ServerState};
+    let mut e = engine();
+    let mut t = MemoryTable::new();
+    // The secondary in PARTNER-DOWN for longer than MCLT may use the primary's prefixes,
+    // but its own FREE-BACKUP one goes first (§8.4.1), though it is last in the pool.
+    e.set_scope(failover_scope(Role::Secondary, ServerState::PartnerDown));
+    let own = Resource::prefix("2001:db8:100:ff00::".parse().unwrap(), 56);
+    e.set_prefix_status(own, PoolStatus::FreeBackup);
+    let req = |n: u8| {
+        msg(MessageType::Request, &duid(n), Some(&sid()), |w| {
+            ia_pd(w, 2, &[])
+        })
+    };
+    let r = run(&mut e, &mut t, &multicast(), &req(8), at(1_000));
+    assert_eq!(r.ia_pd(2).2[0].0, own.addr);
+    let r = run(&mut e, &mut t, &multicast(), &req(9), at(1_001));
+    let next = r.ia_pd(2).2[0];
+    assert!(
+        next.0 != own.addr && next.1 == 56,
+        "then the partner's, MCLT after entry: {next:?}"
+    );
+    // Before entry + MCLT only its own.
+    e.set_scope(crate::failover::ServiceScope {
+        partner_down_since: T0 + 2_000,
+        ..failover_scope(Role::Secondary, ServerState::PartnerDown)
+    });
+    let r = run(&mut e, &mut t, &multicast(), &req(10), at(2_001));
+    assert_eq!(r.ia_pd(2).3, Some(StatusCode::NoPrefixAvail));
+}

@@ -1075,7 +1075,16 @@ impl Endpoint {
                 break;
             }
             let me = self.state.name();
-            let next = state::partner_state_transition(me, p);
+            let next = match (me, p) {
+                // D13 (below): a server that recovered from lost storage while its partner
+                // resolved a conflict finds it in CONFLICT-DONE, waiting for this server's
+                // UPDREQ (Figure 9). §8.7.2 lists no transition for that; joining
+                // POTENTIAL-CONFLICT, as §8.5.2 does from RECOVER, completes the resolution.
+                (ServerState::RecoverDone, ServerState::ConflictDone) => {
+                    ServerState::PotentialConflict
+                }
+                _ => state::partner_state_transition(me, p),
+            };
             if next == me {
                 break;
             }
