@@ -61,7 +61,19 @@ pub struct Received {
 pub enum Outcome {
     /// Send `out` to `dst` from `src` (`UNSPECIFIED`: let the kernel pick, e.g. the
     /// link-local address of the receiving interface for multicast requests).
-    Reply { dst: SocketAddrV6, src: Ipv6Addr },
+    ///
+    /// `commits` says whether the reply grants or reports leases the client may rely on
+    /// (a Reply to Request, Renew, Rebind, Release, Decline or a rapid-commit Solicit): RFC
+    /// 8415 §18.3.1 and §18.3.2 require the server to commit those assignments before the
+    /// Reply leaves, so the driver holds it until the batch that holds them (and every
+    /// earlier one) is on stable storage. An Advertise (§18.3.9: an offer, not a grant) and
+    /// the Replies to Confirm and Information-request promise nothing about leases and may
+    /// leave at once.
+    Reply {
+        dst: SocketAddrV6,
+        src: Ipv6Addr,
+        commits: bool,
+    },
     /// Send nothing; `out` is empty.
     Drop(DropReason),
 }
@@ -521,7 +533,7 @@ impl Engine {
         self.counters.received += 1;
         out.clear();
         match self.handle_inner(req, payload, now, table, out) {
-            Ok(msg_type) => {
+            Ok((msg_type, commits)) => {
                 if let Some(n) = self
                     .counters
                     .answered
@@ -536,6 +548,7 @@ impl Engine {
                     } else {
                         req.dst
                     },
+                    commits,
                 }
             }
             Err(reason) => {
@@ -553,7 +566,7 @@ impl Engine {
         now: Timestamp,
         table: &mut dyn LeaseTable,
         out: &mut Vec<u8>,
-    ) -> Result<MessageType, DropReason> {
+    ) -> Result<(MessageType, bool), DropReason> {
         let relayed = wire::parse_relayed(payload).map_err(DropReason::from_wire)?;
         // A server only accepts Relay-forw chains (RFC 8415 §16: discard Relay-repl).
         if relayed
@@ -626,7 +639,8 @@ impl Engine {
                 }
                 _ if self.config.server.unicast.is_none() => {
                     self.counters.use_multicast += 1;
-                    return self.use_multicast(&relayed, &req, out);
+                    // A UseMulticast status grants nothing.
+                    return self.use_multicast(&relayed, &req, out).map(|t| (t, false));
                 }
                 _ => {}
             }
@@ -662,7 +676,7 @@ impl Engine {
                 let status = self.confirm(&req, &client)?;
                 return self
                     .emit_status_reply(&relayed, &req, status, out)
-                    .map(|_| msg_type);
+                    .map(|_| (msg_type, false));
             }
             _ => {
                 if client.link.is_none() {
@@ -735,7 +749,9 @@ impl Engine {
             }
         };
         self.emit(&relayed, &req, &client, reply_type, out)?;
-        Ok(msg_type)
+        let commits =
+            reply_type == MessageType::Reply && msg_type != MessageType::InformationRequest;
+        Ok((msg_type, commits))
     }
 }
 

@@ -152,6 +152,13 @@ struct Run {
     bytes: Vec<u8>,
 }
 
+impl Run {
+    /// Whether the driver must hold this reply until its leases are on stable storage.
+    fn commits(&self) -> bool {
+        matches!(self.outcome, Outcome::Reply { commits: true, .. })
+    }
+}
+
 fn run(
     e: &mut Engine,
     t: &mut dyn LeaseTable,
@@ -285,7 +292,8 @@ fn solicit_gets_advertise_and_stores_nothing() {
         r.outcome,
         Outcome::Reply {
             dst: multicast().src,
-            src: Ipv6Addr::UNSPECIFIED
+            src: Ipv6Addr::UNSPECIFIED,
+            commits: false,
         }
     );
     assert_eq!(e.counters().answered(MessageType::Solicit), 1);
@@ -311,8 +319,16 @@ fn request_commits_renew_extends_rebind_extends() {
         ia_na(w, 1, &[&offered.to_string()]);
         ia_pd(w, 2, &[(&offered_pd.0.to_string(), offered_pd.1)]);
     });
+    assert!(
+        !adv.commits(),
+        "an Advertise grants nothing (RFC 8415 §18.3.9)"
+    );
     let r = run(&mut e, &mut t, &multicast(), &req, at(1));
     assert_eq!(r.message().msg_type(), MessageType::Reply);
+    assert!(
+        r.commits(),
+        "a Reply to Request waits for stable storage (§18.3.2)"
+    );
     assert_eq!(
         r.ia_na(1).2,
         vec![(offered, 1000, 2000)],
@@ -332,6 +348,7 @@ fn request_commits_renew_extends_rebind_extends() {
     });
     let r = run(&mut e, &mut t, &multicast(), &renew, at(600));
     assert_eq!(r.ia_na(1).2, vec![(offered, 1000, 2000)]);
+    assert!(r.commits(), "a Renew's Reply reports the extended lease");
     assert_eq!(
         t.by_resource(&Resource::address(offered))
             .unwrap()
@@ -344,6 +361,7 @@ fn request_commits_renew_extends_rebind_extends() {
     });
     let r = run(&mut e, &mut t, &multicast(), &rebind, at(900));
     assert_eq!(r.ia_na(1).2, vec![(offered, 1000, 2000)]);
+    assert!(r.commits());
     assert_eq!(t.len(), 2);
 }
 
@@ -448,7 +466,8 @@ fn unicast_rules() {
         r.outcome,
         Outcome::Reply {
             dst: rx.src,
-            src: rx.dst
+            src: rx.dst,
+            commits: false,
         }
     );
     assert!(t.is_empty());
@@ -479,7 +498,8 @@ fn relay_chain_is_mirrored_with_interface_id_and_relay_port() {
         r.outcome,
         Outcome::Reply {
             dst: rx.src,
-            src: rx.dst
+            src: rx.dst,
+            commits: true,
         }
     );
     let chain = parse_relayed(&r.bytes).unwrap();
@@ -638,10 +658,9 @@ fn confirm_and_information_request() {
     let on = msg(MessageType::Confirm, &duid(8), None, |w| {
         ia_na(w, 1, &["2001:db8:1::1234"])
     });
-    assert_eq!(
-        run(&mut e, &mut t, &multicast(), &on, at(0)).status(),
-        Some(StatusCode::Success)
-    );
+    let r = run(&mut e, &mut t, &multicast(), &on, at(0));
+    assert_eq!(r.status(), Some(StatusCode::Success));
+    assert!(!r.commits(), "a Confirm's Reply grants nothing");
     let off = msg(MessageType::Confirm, &duid(8), None, |w| {
         ia_na(w, 1, &["2001:db8:9::1"])
     });
@@ -659,6 +678,10 @@ fn confirm_and_information_request() {
     w.finish().unwrap();
     let r = run(&mut e, &mut t, &multicast(), &b, at(0));
     assert_eq!(r.message().msg_type(), MessageType::Reply);
+    assert!(
+        !r.commits(),
+        "an Information-request's Reply grants nothing"
+    );
     assert_eq!(
         r.option(wire::OPTION_INFORMATION_REFRESH_TIME),
         Some(&7200u32.to_be_bytes()[..])

@@ -9,7 +9,7 @@ use crate::lease::LeaseTable;
 use crate::time::Timestamp;
 use crate::wire::MessageType;
 
-use super::Service;
+use super::{Outgoing, Service};
 
 impl Service for Engine {
     fn owner(&self, payload: &[u8], shards: usize) -> Option<usize> {
@@ -25,20 +25,27 @@ impl Service for Engine {
         now: Timestamp,
         table: &mut T,
         out: &mut Vec<u8>,
-    ) -> Option<TxMeta> {
+    ) -> Option<Outgoing> {
         let req = Received {
             src: rx.src,
             dst: rx.dst,
             ifindex: rx.ifindex,
         };
         match Engine::handle(self, &req, payload, now, table, out) {
-            Outcome::Reply { dst, src } => Some(TxMeta {
-                dst,
-                src,
-                ifindex: rx.ifindex,
-                l2: rx.l2,
-                queue: rx.queue,
-            }),
+            Outcome::Reply { dst, src, commits } => {
+                let meta = TxMeta {
+                    dst,
+                    src,
+                    ifindex: rx.ifindex,
+                    l2: rx.l2,
+                    queue: rx.queue,
+                };
+                Some(if commits {
+                    Outgoing::durable(meta)
+                } else {
+                    Outgoing::immediate(meta)
+                })
+            }
             Outcome::Drop(_) => None,
         }
     }

@@ -44,7 +44,8 @@ pub trait Service {
     fn owner(&self, payload: &[u8], shards: usize) -> Option<usize>;
 
     /// Answers one request received with `rx`: writes the reply into `out` and returns where
-    /// it goes, or `None` to drop (the service counts why).
+    /// it goes and whether it waits for stable storage, or `None` to drop (the service
+    /// counts why).
     fn handle<T: LeaseTable>(
         &mut self,
         rx: &RxMeta,
@@ -52,7 +53,7 @@ pub trait Service {
         now: Timestamp,
         table: &mut T,
         out: &mut Vec<u8>,
-    ) -> Option<TxMeta>;
+    ) -> Option<Outgoing>;
 
     /// Ends leases whose time has come, changing at most `budget` records; returns how many
     /// it changed.
@@ -60,6 +61,46 @@ pub trait Service {
 
     /// Logs the service's own counters (per message type, per drop reason).
     fn log_counters(&self, shard: usize);
+}
+
+/// A reply the service wrote, and when it may leave.
+#[derive(Clone, Copy, Debug)]
+pub struct Outgoing {
+    pub meta: TxMeta,
+    pub durability: Durability,
+}
+
+/// Whether a reply waits for the lease store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// The reply grants or reports leases (RFC 8415 §18.3.1, §18.3.2: committed before the
+    /// Reply is sent): it leaves only when the batch it was produced in, and every earlier
+    /// one, is durable. Also for replies that changed nothing themselves, since they may
+    /// report a lease an earlier, not yet durable batch granted.
+    Required,
+    /// The reply promises nothing about leases (an Advertise, a Reply to Confirm or
+    /// Information-request, a reflected packet): it leaves with the batch's flush, without
+    /// waiting for the store's sync. Under group commit this keeps a Solicit's round trip
+    /// free of the fdatasync latency, which only the Request's Reply has to pay.
+    NotRequired,
+}
+
+impl Outgoing {
+    /// A reply that waits for stable storage.
+    pub fn durable(meta: TxMeta) -> Outgoing {
+        Outgoing {
+            meta,
+            durability: Durability::Required,
+        }
+    }
+
+    /// A reply that may leave at once.
+    pub fn immediate(meta: TxMeta) -> Outgoing {
+        Outgoing {
+            meta,
+            durability: Durability::NotRequired,
+        }
+    }
 }
 
 /// Loop timing and bounds.
@@ -200,6 +241,9 @@ pub struct Shard<P: PacketIo, T: LeaseTable, S: Service> {
     has_waker: bool,
     // Per-loop state.
     pending: VecDeque<Pending>,
+    /// Replies that promise nothing about leases ([`Durability::NotRequired`]): sent in the
+    /// iteration that produced them.
+    ready: Vec<Pending>,
     spare: Vec<Vec<u8>>,
     out: Vec<u8>,
     dirty_peers: Vec<bool>,
@@ -228,6 +272,7 @@ impl<P: PacketIo, T: LeaseTable, S: Service> Shard<P, T, S> {
             opts,
             has_waker,
             pending: VecDeque::new(),
+            ready: Vec::new(),
             spare: Vec::new(),
             out: Vec::with_capacity(1500),
             dirty_peers: vec![false; peers],
@@ -304,6 +349,7 @@ impl<P: PacketIo, T: LeaseTable, S: Service> Shard<P, T, S> {
             service,
             links,
             pending,
+            ready,
             spare,
             out,
             dirty_peers,
@@ -333,7 +379,12 @@ impl<P: PacketIo, T: LeaseTable, S: Service> Shard<P, T, S> {
                 }
                 _ => {
                     counters.handled += 1;
-                    answer(service, table, pending, spare, out, now, meta, payload);
+                    let queues = Queues {
+                        pending,
+                        ready,
+                        spare,
+                    };
+                    answer(service, table, queues, out, now, meta, payload);
                 }
             }
         })?;
@@ -351,11 +402,15 @@ impl<P: PacketIo, T: LeaseTable, S: Service> Shard<P, T, S> {
             handed += 1;
             self.counters.handoff_received += 1;
             self.counters.handled += 1;
+            let queues = Queues {
+                pending: &mut self.pending,
+                ready: &mut self.ready,
+                spare: &mut self.spare,
+            };
             answer(
                 &mut self.service,
                 &mut self.table,
-                &mut self.pending,
-                &mut self.spare,
+                queues,
                 &mut self.out,
                 now,
                 &h.meta,
@@ -364,6 +419,7 @@ impl<P: PacketIo, T: LeaseTable, S: Service> Shard<P, T, S> {
         }
 
         self.seal_batch(first_new);
+        self.send_ready();
         let idle = received == 0 && handed == 0;
         self.release(idle);
         if let Err(e) = self.io.flush() {
@@ -388,6 +444,20 @@ impl<P: PacketIo, T: LeaseTable, S: Service> Shard<P, T, S> {
         // lease granted in a batch that is not durable yet.
         for p in self.pending.range_mut(first_new..) {
             p.batch = Some(self.last_commit);
+        }
+    }
+
+    /// Sends the replies that need no stable storage.
+    fn send_ready(&mut self) {
+        for p in self.ready.drain(..) {
+            match self.io.send(&p.meta, &p.bytes) {
+                Ok(()) => self.counters.answered += 1,
+                Err(e) => {
+                    self.counters.send_errors += 1;
+                    tracing::debug!(error = %e, "send failed");
+                }
+            }
+            self.spare.push(p.bytes);
         }
     }
 
@@ -439,6 +509,7 @@ impl<P: PacketIo, T: LeaseTable, S: Service> Shard<P, T, S> {
     /// On stop: seal what was processed and wait (bounded) for it to become durable.
     fn drain(&mut self) {
         self.seal_batch(self.pending.len());
+        self.send_ready();
         let deadline = Instant::now() + Duration::from_secs(5);
         while !self.pending.is_empty() && Instant::now() < deadline {
             self.release(true);
@@ -484,28 +555,38 @@ impl<P: PacketIo, T: LeaseTable, S: Service> Shard<P, T, S> {
     }
 }
 
-/// Runs the service on one datagram and queues its reply (if any) as pending.
-#[allow(clippy::too_many_arguments)]
+/// Where [`answer`] puts a reply (split borrows of the shard's fields).
+struct Queues<'a> {
+    pending: &'a mut VecDeque<Pending>,
+    ready: &'a mut Vec<Pending>,
+    spare: &'a mut Vec<Vec<u8>>,
+}
+
+/// Runs the service on one datagram and queues its reply (if any): held for the store when
+/// it promises leases, ready to send otherwise.
 fn answer<T: LeaseTable, S: Service>(
     service: &mut S,
     table: &mut T,
-    pending: &mut VecDeque<Pending>,
-    spare: &mut Vec<Vec<u8>>,
+    queues: Queues<'_>,
     out: &mut Vec<u8>,
     now: Timestamp,
     meta: &RxMeta,
     payload: &[u8],
 ) {
     out.clear();
-    if let Some(tx) = service.handle(meta, payload, now, table, out) {
-        let mut bytes = spare.pop().unwrap_or_default();
+    if let Some(reply) = service.handle(meta, payload, now, table, out) {
+        let mut bytes = queues.spare.pop().unwrap_or_default();
         bytes.clear();
         bytes.extend_from_slice(out);
-        pending.push_back(Pending {
+        let p = Pending {
             batch: None,
-            meta: tx,
+            meta: reply.meta,
             bytes,
-        });
+        };
+        match reply.durability {
+            Durability::Required => queues.pending.push_back(p),
+            Durability::NotRequired => queues.ready.push(p),
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use crate::wire::{
     OPTION_RAPID_COMMIT, OPTION_RELAY_MSG, RELAY_HEADER_LEN,
 };
 
-use super::Service;
+use super::{Outgoing, Service};
 
 /// Answers each client message in place; see the module documentation.
 #[derive(Clone, Copy, Debug, Default)]
@@ -101,14 +101,15 @@ impl Service for Reflector {
         _now: Timestamp,
         _table: &mut T,
         out: &mut Vec<u8>,
-    ) -> Option<TxMeta> {
+    ) -> Option<Outgoing> {
         out.extend_from_slice(payload);
         if !reflect_in_place(out) {
             self.ignored += 1;
             return None;
         }
         self.reflected += 1;
-        Some(TxMeta::reply_to(rx, rx.src))
+        // A reflected packet promises no lease.
+        Some(Outgoing::immediate(TxMeta::reply_to(rx, rx.src)))
     }
 
     fn expire<T: LeaseTable>(&mut self, _now: Timestamp, _table: &mut T, _budget: usize) -> usize {

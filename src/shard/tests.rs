@@ -10,8 +10,8 @@ use std::collections::VecDeque;
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket};
 use std::sync::atomic::AtomicU64;
 
-/// Records one lease per request (resource ::N for payload byte 1 = N; 0xff records nothing)
-/// and answers
+/// Records one lease per request (resource ::N for payload byte 1 = N; 0xff records nothing;
+/// 0xfe records nothing and answers without waiting for the store) and answers
 /// `[shard index, payload...]`.
 struct Recorder {
     index: u8,
@@ -29,12 +29,18 @@ impl Service for Recorder {
         now: Timestamp,
         table: &mut T,
         out: &mut Vec<u8>,
-    ) -> Option<TxMeta> {
+    ) -> Option<Outgoing> {
         let n = *payload.get(1)?;
+        if n == 0xfe {
+            // Like an Advertise: promises no lease, leaves without waiting for the store.
+            out.push(self.index);
+            out.extend_from_slice(payload);
+            return Some(Outgoing::immediate(TxMeta::reply_to(rx, rx.src)));
+        }
         if n == 0xff {
             out.push(self.index);
             out.extend_from_slice(payload);
-            return Some(TxMeta::reply_to(rx, rx.src));
+            return Some(Outgoing::durable(TxMeta::reply_to(rx, rx.src)));
         }
         // A third byte 0xee asks for a lease that ends right away (expiry tests).
         let ends = if payload.get(2) == Some(&0xee) {
@@ -51,7 +57,7 @@ impl Service for Recorder {
         table.upsert(lease).ok()?;
         out.push(self.index);
         out.extend_from_slice(payload);
-        Some(TxMeta::reply_to(rx, rx.src))
+        Some(Outgoing::durable(TxMeta::reply_to(rx, rx.src)))
     }
 
     fn expire<T: LeaseTable>(&mut self, now: Timestamp, table: &mut T, budget: usize) -> usize {
@@ -218,6 +224,36 @@ fn a_reply_that_changes_nothing_still_waits_for_earlier_batches() {
     shard.poll_once(Some(Duration::ZERO)).unwrap();
     assert_eq!(recv(&c).map(|r| r.0), Some(vec![0, 0, 9]));
     assert_eq!(recv(&c).map(|r| r.0), Some(vec![0, 0, 0xff]));
+}
+
+#[test]
+fn a_reply_that_promises_no_lease_leaves_without_waiting_for_the_store() {
+    let (io, addr) = socket();
+    let durable = Arc::new(AtomicU64::new(0));
+    let table = Lagging::new(&durable);
+    let (mut links, _) = mesh(1, 8).unwrap();
+    let mut shard = Shard::new(
+        io,
+        table,
+        Recorder { index: 0 },
+        links.remove(0),
+        Arc::new(AtomicBool::new(false)),
+        ShardOptions::default(),
+    )
+    .unwrap();
+    let c = client();
+    c.send_to(&[0, 9], addr).unwrap();
+    shard.poll_once(WAIT).unwrap();
+    // 0xfe (an Advertise, say) in a later batch overtakes the held grant.
+    c.send_to(&[0, 0xfe], addr).unwrap();
+    shard.poll_once(WAIT).unwrap();
+    assert_eq!(recv(&c).map(|r| r.0), Some(vec![0, 0, 0xfe]));
+    assert_eq!(recv(&c), None, "the grant still waits for its batch");
+    assert_eq!(shard.counters().answered, 1);
+    durable.store(1, Ordering::SeqCst);
+    shard.poll_once(Some(Duration::ZERO)).unwrap();
+    assert_eq!(recv(&c).map(|r| r.0), Some(vec![0, 0, 9]));
+    assert_eq!(shard.counters().answered, 2);
 }
 
 #[test]
@@ -442,7 +478,7 @@ impl Service for Promiser {
         now: Timestamp,
         table: &mut T,
         out: &mut Vec<u8>,
-    ) -> Option<TxMeta> {
+    ) -> Option<Outgoing> {
         let id = u32::from_be_bytes(payload.try_into().ok()?);
         let need = if id % 2 == 0 {
             let b = id.to_be_bytes();
@@ -460,7 +496,7 @@ impl Service for Promiser {
         };
         out.extend_from_slice(&id.to_be_bytes());
         out.extend_from_slice(&need.to_be_bytes());
-        Some(TxMeta::reply_to(rx, rx.src))
+        Some(Outgoing::durable(TxMeta::reply_to(rx, rx.src)))
     }
 
     fn expire<T: LeaseTable>(&mut self, _now: Timestamp, _table: &mut T, _budget: usize) -> usize {

@@ -196,7 +196,13 @@ fn lease(c: u32, pd: bool) -> Lease {
 /// prefix (a routed CPE with an unnumbered WAN). The table is written in grant order: a
 /// client's records are adjacent, except that one dual-stack client in eight got its
 /// prefix later (its IA_PD record sits after everyone's first grants).
+///
+/// `TANDEM_BENCH_RESYNC_SHAPE=na` instead gives every client one address (n clients, n
+/// BNDUPDs of one record: the shape the earlier figures used).
 fn leases(n: u32) -> Vec<Lease> {
+    if std::env::var("TANDEM_BENCH_RESYNC_SHAPE").is_ok_and(|v| v == "na") {
+        return (0..n).map(|c| lease(c, false)).collect();
+    }
     let mut first = Vec::with_capacity(n as usize);
     let mut later = Vec::new();
     let mut c = 0u32;
