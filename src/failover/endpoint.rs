@@ -207,6 +207,9 @@ struct Run {
     start: u32,
     /// The client has an earlier run: this run's records go out with that run's BNDUPD.
     merged: bool,
+    /// Digest of the client's DUID: a record given to another client since the plan was
+    /// made must not stand for this client.
+    digest: u64,
 }
 
 /// The answer to an UPDREQALL in progress (§5.3.6, §8.5.2: "send all binding
@@ -253,10 +256,12 @@ impl Resync {
         let mut prev: Option<Duid> = None;
         table.for_each(&mut |l: &Lease| {
             if prev.as_ref() != Some(&l.duid) {
-                digests.push((hasher.hash_one(l.duid.as_bytes()), runs.len() as u32));
+                let digest = hasher.hash_one(l.duid.as_bytes());
+                digests.push((digest, runs.len() as u32));
                 runs.push(Run {
                     start: entries.len() as u32,
                     merged: false,
+                    digest,
                 });
                 prev = Some(l.duid);
             }
@@ -1979,6 +1984,7 @@ impl Endpoint {
             }
             u.records.clear();
             sent.clear();
+            let digest = w.runs[run].digest;
             let mut client: Option<Duid> = None;
             let runs = std::iter::once(run).chain(
                 w.extra[first_extra..w.next_extra]
@@ -2001,8 +2007,10 @@ impl Endpoint {
                         },
                     };
                     match &client {
+                        // The resource went to another client since: that change is queued,
+                        // and the planned client is found by its other records.
+                        None if self.hasher.hash_one(l.duid.as_bytes()) != digest => continue,
                         None => client = Some(l.duid),
-                        // The resource went to another client since: that change is queued.
                         Some(c) if *c != l.duid => continue,
                         Some(_) => {}
                     }
@@ -2499,6 +2507,8 @@ mod resync_tests {
         /// The connection drops and comes back: the partner, still in RECOVER, asks
         /// again with UPDREQALL.
         Reconnect,
+        /// Record `i` is released and given to a new client (flagged, `lease_changed`).
+        Reassign(usize, u16),
     }
 
     struct Side {
@@ -2541,7 +2551,7 @@ mod resync_tests {
             clients in proptest::collection::vec((0u8..3, any::<bool>()), 1..40),
             window in 1u32..6,
             burst in 1usize..5,
-            changes in proptest::collection::vec((0usize..40, 0u8..4, 0usize..80), 0..8),
+            changes in proptest::collection::vec((0usize..40, 0u8..5, 0usize..80), 0..8),
         ) {
             let now = Timestamp(T0);
             let now_s = now.secs();
@@ -2587,7 +2597,8 @@ mod resync_tests {
                         0 => Change::Renew(i),
                         1 => Change::Remove(i),
                         2 => Change::NewClient(1000 + at as u16),
-                        _ => Change::Reconnect,
+                        3 => Change::Reconnect,
+                        _ => Change::Reassign(i, 2000 + at as u16),
                     };
                     (at, change)
                 })
@@ -2705,6 +2716,18 @@ mod resync_tests {
                             if !changed_at.contains_key(&r) {
                                 p.table.remove(&r).unwrap();
                                 removed.push(r);
+                            }
+                        }
+                        Change::Reassign(i, c) => {
+                            let r = initial[i].resource;
+                            if let Some(mut l) = p.table.by_resource(&r) {
+                                l.duid = duid(c);
+                                l.cltt = now_s;
+                                l.expires_at = now_s + 3600;
+                                l.update_pending = true;
+                                p.table.upsert(l).unwrap();
+                                p.ep.lease_changed(r);
+                                changed_at.insert(r, step);
                             }
                         }
                         Change::Reconnect => {
