@@ -1,12 +1,13 @@
 //! Deterministic simulation of an RFC 8156 failover pair.
 //!
-//! Two [`Endpoint`]s, each with a lease table and a small failover-aware serving path,
-//! talk over a simulated TCP connection (in-order, latency, partitions that hold data
-//! like TCP does until the connection is declared dead) on a simulated clock with
-//! per-server skew. Simulated clients solicit, renew at T1, rebind at T2, release and
-//! come back. Scripted scenarios replay the RFC's sequences; random schedules mix
-//! partitions, crashes with and without loss of stable storage, delays, clock skew within
-//! and beyond 5 s, operator partner-down and client churn.
+//! Two [`Endpoint`]s, each with a lease table and the real DHCPv6 engine, talk over a
+//! simulated TCP connection (in-order, latency, partitions that hold data like TCP does
+//! until the connection is declared dead) on a simulated clock with per-server skew.
+//! Simulated clients solicit, renew at T1, rebind at T2, release and come back. Scripted
+//! scenarios replay the RFC's sequences (and a skew beyond 5 s, which keeps the pair
+//! apart); random schedules mix partitions, crashes with and without loss of stable
+//! storage, delays (which push the measured skew beyond 5 s), clock skew within §7.1's
+//! 5 s, operator partner-down and client churn.
 //!
 //! Invariants checked after every step:
 //! * no address or prefix is held by two clients at overlapping times (client ground truth);

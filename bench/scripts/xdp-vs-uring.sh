@@ -7,7 +7,8 @@
 #   generator costs less per exchange than any server measured; GEN=uring: `tandem-bench
 #   run` (io_uring UDP sockets), the generator of the first measurement.
 # SERVERS: any of uring, xdp, xdp-null (tandem --null-reflector on AF_XDP), xdp-reflect
-#   (bench/src/bin/xdp-rig.rs reflect: the minimal AF_XDP reflector), uring-null.
+#   (bench/src/bin/xdp-rig.rs reflect: the minimal AF_XDP reflector), uring-null,
+#   uring-nooffload (io_uring with [io] udp_gro/udp_gso off: one send per reply).
 set -euo pipefail
 ROUNDS=${1:-3}
 SECS=${2:-5}
@@ -73,10 +74,16 @@ if [ -n "${XDP_BATCH:-}" ]; then
     sed -i "s/^counters_interval = 0$/counters_interval = 0\n\n[io.xdp]\nbatch = $XDP_BATCH/" "$WORK/tandem.toml"
 fi
 
+# The io_uring backend without UDP GRO/GSO (one send per reply), for reference.
+sed "s/^counters_interval = 0$/counters_interval = 0\nudp_gro = false\nudp_gso = false/" \
+    "$WORK/tandem.toml" > "$WORK/tandem-nooffload.toml"
+
 start_server() {
-    local args=(serve --config "$WORK/tandem.toml" --data-dir "$WORK/data-$1" --shards 1)
+    local config="$WORK/tandem.toml"
+    [ "$1" = uring-nooffload ] && config="$WORK/tandem-nooffload.toml"
+    local args=(serve --config "$config" --data-dir "$WORK/data-$1" --shards 1)
     case "$1" in
-        uring) args+=(--backend uring) ;;
+        uring|uring-nooffload) args+=(--backend uring) ;;
         uring-null) args+=(--backend uring --null-reflector) ;;
         xdp) args+=(--backend xdp --interface srv0) ;;
         xdp-null) args+=(--backend xdp --interface srv0 --null-reflector) ;;
@@ -89,7 +96,7 @@ start_server() {
     fi
     SRV_PID=$!
     for _ in $(seq 50); do
-        grep -q '"ready"\|ready shards\| ready\|READY' "$WORK/$1.log" 2>/dev/null && return 0
+        grep -q 'server: ready\|"ready"\|READY' "$WORK/$1.log" 2>/dev/null && return 0
         sleep 0.2
     done
     echo "server $1 did not start:"; cat "$WORK/$1.log"; exit 1
