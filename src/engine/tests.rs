@@ -1267,3 +1267,44 @@ fn partner_down_delegates_its_own_prefixes_first() {
     let r = run(&mut e, &mut t, &multicast(), &req(10), at(2_001));
     assert_eq!(r.ia_pd(2).3, Some(StatusCode::NoPrefixAvail));
 }
+
+#[test]
+fn failover_held_record_frees_its_prefix_at_its_deadline() {
+    use crate::failover::{Role, ServerState};
+    let mut e = engine();
+    let mut t = MemoryTable::new();
+    e.set_scope(failover_scope(Role::Primary, ServerState::Normal));
+    // The endpoint keeps an acknowledged RELEASED record until a deadline (its recovery
+    // hold); the table's own expiry removes it then.
+    let p = Resource::prefix("2001:db8:100:4400::".parse().unwrap(), 56);
+    let held = Lease {
+        resource: p,
+        ia_type: IaType::Pd,
+        duid: Duid::new(&duid(20)).unwrap(),
+        iaid: 2,
+        state: BindingState::Released,
+        preferred_lifetime: 100,
+        valid_lifetime: 100,
+        cltt: T0,
+        expires_at: T0 + 100,
+        subnet: 0,
+        partner_lifetime: 0,
+        update_pending: false,
+    };
+    let mut changed = Vec::new();
+    ChangeLog::new(&mut t, &mut changed).upsert(held).unwrap();
+    for c in &changed {
+        e.binding_changed(c, &t, at(0));
+    }
+    let req = |n: u8| {
+        msg(MessageType::Request, &duid(n), Some(&sid()), |w| {
+            ia_pd(w, 2, &[("2001:db8:100:4400::", 56)])
+        })
+    };
+    let r = run(&mut e, &mut t, &multicast(), &req(21), at(50));
+    assert_ne!(r.ia_pd(2).2[0].0, p.addr, "held until its deadline");
+    e.expire(at(101), &mut t, 100);
+    assert!(t.by_resource(&p).is_none());
+    let r = run(&mut e, &mut t, &multicast(), &req(22), at(102));
+    assert_eq!(r.ia_pd(2).2[0].0, p.addr, "the bitmap learnt the removal");
+}

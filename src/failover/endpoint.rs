@@ -2374,6 +2374,89 @@ mod tests {
             assert!(side.table.by_resource(&r).is_none());
         }
     }
+    /// Regression (simulation seed 263, docs/FAILOVER.md D13): a server that lost its
+    /// storage and meets a partner resolving a conflict recovers with UPDREQALL and waits
+    /// out RECOVER-WAIT before it joins, instead of joining POTENTIAL-CONFLICT at once and
+    /// allocating from an empty database in CONFLICT-DONE.
+    #[test]
+    fn lost_storage_recovers_before_joining_a_conflict_resolution() {
+        let (mut p, mut s) = pair(60);
+        let t = |secs: u64| Timestamp(T0 + secs * 1000);
+        p.ep.handle_connected(t(1));
+        s.ep.handle_connected(t(1));
+        drive(&mut p, &mut s, t(1));
+        // Apart; the operator (wrongly) declares the primary down: the pair meets in
+        // POTENTIAL-CONFLICT, and is cut apart again before it resolves anything.
+        p.ep.handle_disconnected(t(10), &mut p.table);
+        s.ep.handle_disconnected(t(10), &mut s.table);
+        s.ep.partner_down(t(11), &mut s.table).unwrap();
+        p.ep.handle_connected(t(12));
+        s.ep.handle_connected(t(12));
+        for _ in 0..20 {
+            if p.ep.server_state() == ServerState::PotentialConflict
+                && s.ep.server_state() == ServerState::PotentialConflict
+            {
+                break;
+            }
+            fn one(x: &mut Side, y: &mut Side, now: Timestamp) {
+                let mut buf = Vec::new();
+                if x.ep.poll_transmit(now, &mut x.table, &mut buf) {
+                    y.ep.handle_stream(now, &buf, &mut y.table);
+                }
+                while x.ep.poll_event().is_some() {}
+            }
+            one(&mut p, &mut s, t(12));
+            one(&mut s, &mut p, t(12));
+        }
+        assert_eq!(s.ep.server_state(), ServerState::PotentialConflict);
+        s.ep.handle_disconnected(t(13), &mut s.table);
+        assert_eq!(s.ep.server_state(), ServerState::ResolutionInterrupted);
+        let r = Resource::address("2001:db8:1::2".parse().unwrap());
+        s.table
+            .upsert(Lease {
+                resource: r,
+                ia_type: IaType::Na,
+                duid: Duid::new(&[0, 4, 9]).unwrap(),
+                iaid: 1,
+                state: BindingState::Active,
+                preferred_lifetime: 300,
+                valid_lifetime: 600,
+                cltt: T0 / 1000 + 12,
+                expires_at: T0 / 1000 + 612,
+                subnet: 0,
+                partner_lifetime: 0,
+                update_pending: false,
+            })
+            .unwrap();
+        // The primary loses its storage and comes back while the secondary resolves.
+        let mut pc = FailoverConfig::new(Role::Primary);
+        pc.mclt = 60;
+        pc.startup_time = 5;
+        p = Side {
+            ep: Endpoint::new(pc, None, t(30)),
+            table: MemoryTable::new(),
+        };
+        p.ep.handle_connected(t(31));
+        s.ep.handle_connected(t(31));
+        drive(&mut p, &mut s, t(31));
+        p.ep.handle_timeout(t(36), &mut p.table);
+        drive(&mut p, &mut s, t(36));
+        assert_eq!(s.ep.server_state(), ServerState::PotentialConflict);
+        assert_eq!(p.ep.counters().sent[29], 1, "UPDREQALL");
+        assert_eq!(p.ep.server_state(), ServerState::RecoverWait);
+        assert!(
+            p.table.by_resource(&r).is_some(),
+            "the secondary's lease arrived"
+        );
+        // After RECOVER-WAIT the resolution completes.
+        for secs in (40..=120).step_by(5) {
+            p.ep.handle_timeout(t(secs), &mut p.table);
+            s.ep.handle_timeout(t(secs), &mut s.table);
+            drive(&mut p, &mut s, t(secs));
+        }
+        assert_eq!(p.ep.server_state(), ServerState::Normal);
+        assert_eq!(s.ep.server_state(), ServerState::Normal);
+    }
     /// Regression (simulation seed 433, docs/FAILOVER.md D11): a server in PARTNER-DOWN
     /// whose partner reached RECOVER-DONE while they were apart sends the leases it granted
     /// meanwhile before it enters NORMAL, so the partner never allocates in NORMAL without
