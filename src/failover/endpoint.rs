@@ -16,7 +16,17 @@ use std::hash::BuildHasher;
 
 // hashbrown's default hasher (foldhash), not std's SipHash: the keys are our own records, not
 // attacker-chosen, and an UPDREQALL answer does several lookups per binding.
-use hashbrown::{DefaultHashBuilder, HashMap, HashSet};
+/// The endpoint's hash state: fixed, not seeded per process. Which update leaves first can
+/// follow the order of these maps, and a sans-IO state machine's outputs must be a function
+/// of its inputs alone: a simulation seed then replays exactly, and two runs of a pair on
+/// the same history behave alike. Fixed seeds invite hash flooding only where an attacker
+/// picks the keys; these are resources (addresses and prefixes the servers allocate from
+/// their own pools), update keys built from them, and transaction ids, never raw client
+/// input (DUIDs are hashed only into a sorted digest list, where a collision costs one
+/// comparison).
+type HashState = foldhash::fast::FixedState;
+type HashMap<K, V> = hashbrown::HashMap<K, V, HashState>;
+type HashSet<K> = hashbrown::HashSet<K, HashState>;
 
 use super::binding::{self, Stored, Verdict};
 use super::pool::{PoolStatus, PrefixPool};
@@ -248,7 +258,7 @@ struct Resync {
 
 impl Resync {
     /// Reads the plan from `table` (one sequential pass, then a sort of one digest per run).
-    fn plan(table: &dyn LeaseTable, hasher: &DefaultHashBuilder, seq: u64) -> Resync {
+    fn plan(table: &dyn LeaseTable, hasher: &HashState, seq: u64) -> Resync {
         let n = table.len();
         let mut entries: Vec<Resource> = Vec::with_capacity(n);
         let mut runs: Vec<Run> = Vec::with_capacity(n / 2 + 1);
@@ -300,7 +310,7 @@ impl Resync {
             extra,
             next_run: 0,
             next_extra: 0,
-            sent_by_queue: HashSet::new(),
+            sent_by_queue: HashSet::default(),
         }
     }
 
@@ -393,7 +403,7 @@ pub struct Endpoint {
     /// The partner's UPDREQALL being answered by a walk over the table ([`Resync`]).
     resync: Option<Resync>,
     /// Digests of DUIDs for the resync plan (process-local, never stored or sent).
-    hasher: DefaultHashBuilder,
+    hasher: HashState,
     /// Our own UPDREQ/UPDREQALL awaiting UPDDONE (its xid stays reserved, §5.4).
     update_request: Option<u32>,
     /// The partner asked for UPDREQALL (§8.5.2: it lost its stable storage) and has not
@@ -490,12 +500,12 @@ impl Endpoint {
             next_xid: 1,
             control: VecDeque::new(),
             queue: VecDeque::new(),
-            queued: HashSet::new(),
+            queued: HashSet::default(),
             next_seq: 0,
-            outstanding: HashMap::new(),
+            outstanding: HashMap::default(),
             answering: None,
             resync: None,
-            hasher: DefaultHashBuilder::default(),
+            hasher: HashState::default(),
             update_request: None,
             partner_lost_storage: false,
             draining_for_normal: false,
@@ -636,7 +646,11 @@ impl Endpoint {
         self.draining_for_normal = false;
         // Unacknowledged updates stay flagged in the table; queue them for the next
         // connection (§8.8: "on entry to NORMAL send all unacked BNDUPDs").
-        let lost: Vec<Outstanding> = self.outstanding.drain().map(|(_, o)| o).collect();
+        // In the order they were first sent, not the map's: the hash order is seeded per
+        // process, and the endpoint's outputs must follow from its inputs alone (a
+        // simulation seed replays exactly; two runs of a pair behave alike).
+        let mut lost: Vec<Outstanding> = self.outstanding.drain().map(|(_, o)| o).collect();
+        lost.sort_unstable_by_key(|o| o.seq);
         for o in lost {
             match o.key {
                 UpdateKey::Pool(r, PoolStatus::Free) => {
