@@ -15,19 +15,8 @@ use common::config::ServerConfig;
 use common::netns::{NetnsPair, SERVER_GUA};
 use common::proc::run;
 use common::server::Server;
-use common::{require, Scratch};
+use common::{bench_bin, require, Scratch};
 use tandem::plan::calibration::Calibration;
-
-fn bench_bin() -> PathBuf {
-    let p = Path::new(env!("CARGO_BIN_EXE_tandem")).with_file_name("tandem-bench");
-    assert!(
-        p.exists(),
-        "{} is missing: run the workspace's tests (`cargo test --workspace`) or \
-         `cargo build -p tandem-bench` first",
-        p.display()
-    );
-    p
-}
 
 fn repo(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)

@@ -15,25 +15,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::config::ServerConfig;
 use common::netns::{NetnsPair, CLIENT_IF, SERVER_GUA, SERVER_IF};
 use common::proc::{check_output, run};
 use common::server::Server;
-use common::{require, Scratch};
-
-fn bench_bin() -> PathBuf {
-    let p = Path::new(env!("CARGO_BIN_EXE_tandem")).with_file_name("tandem-bench");
-    assert!(
-        p.exists(),
-        "{} is missing: run the workspace's tests (`cargo test --workspace`) or \
-         `cargo build -p tandem-bench` first",
-        p.display()
-    );
-    p
-}
+use common::{bench_bin, require, Scratch};
 
 /// The last value of `field=N` the server logged for each shard, summed.
 fn counter(log: &str, field: &str) -> u64 {

@@ -449,16 +449,24 @@ impl<P: PacketIo, T: LeaseTable, S: Service> Shard<P, T, S> {
 
     /// Sends the replies that need no stable storage.
     fn send_ready(&mut self) {
-        for p in self.ready.drain(..) {
-            match self.io.send(&p.meta, &p.bytes) {
-                Ok(()) => self.counters.answered += 1,
-                Err(e) => {
-                    self.counters.send_errors += 1;
-                    tracing::debug!(error = %e, "send failed");
-                }
-            }
-            self.spare.push(p.bytes);
+        let mut ready = std::mem::take(&mut self.ready);
+        for p in ready.drain(..) {
+            self.transmit(p);
         }
+        // Keep the allocation for the next iteration.
+        self.ready = ready;
+    }
+
+    /// Hands one reply to the backend and keeps its buffer for reuse.
+    fn transmit(&mut self, p: Pending) {
+        match self.io.send(&p.meta, &p.bytes) {
+            Ok(()) => self.counters.answered += 1,
+            Err(e) => {
+                self.counters.send_errors += 1;
+                tracing::debug!(error = %e, "send failed");
+            }
+        }
+        self.spare.push(p.bytes);
     }
 
     /// Sends every reply whose batch is durable; with `idle`, waits for the store if replies
@@ -480,14 +488,7 @@ impl<P: PacketIo, T: LeaseTable, S: Service> Shard<P, T, S> {
                 _ => break,
             }
             let p = self.pending.pop_front().expect("front exists");
-            match self.io.send(&p.meta, &p.bytes) {
-                Ok(()) => self.counters.answered += 1,
-                Err(e) => {
-                    self.counters.send_errors += 1;
-                    tracing::debug!(error = %e, "send failed");
-                }
-            }
-            self.spare.push(p.bytes);
+            self.transmit(p);
         }
     }
 

@@ -166,22 +166,32 @@ fn recv(c: &UdpSocket) -> Option<(Vec<u8>, SocketAddr)> {
 
 const WAIT: Option<Duration> = Some(Duration::from_millis(200));
 
-#[test]
-fn reply_waits_until_its_lease_batch_is_durable() {
+/// One shard over a [`Lagging`] table (durable point set by the test through the returned
+/// counter), answering with a [`Recorder`] on a fresh socket.
+fn lagging_shard() -> (
+    Shard<UringIo, Lagging, Recorder>,
+    SocketAddrV6,
+    Arc<AtomicU64>,
+) {
     let (io, addr) = socket();
     let durable = Arc::new(AtomicU64::new(0));
     let table = Lagging::new(&durable);
     let (mut links, _) = mesh(1, 8).unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut shard = Shard::new(
+    let shard = Shard::new(
         io,
         table,
         Recorder { index: 0 },
         links.remove(0),
-        stop,
+        Arc::new(AtomicBool::new(false)),
         ShardOptions::default(),
     )
     .unwrap();
+    (shard, addr, durable)
+}
+
+#[test]
+fn reply_waits_until_its_lease_batch_is_durable() {
+    let (mut shard, addr, durable) = lagging_shard();
     let c = client();
     c.send_to(&[0, 7], addr).unwrap();
     assert_eq!(shard.poll_once(WAIT).unwrap(), 1);
@@ -200,19 +210,7 @@ fn reply_waits_until_its_lease_batch_is_durable() {
 
 #[test]
 fn a_reply_that_changes_nothing_still_waits_for_earlier_batches() {
-    let (io, addr) = socket();
-    let durable = Arc::new(AtomicU64::new(0));
-    let table = Lagging::new(&durable);
-    let (mut links, _) = mesh(1, 8).unwrap();
-    let mut shard = Shard::new(
-        io,
-        table,
-        Recorder { index: 0 },
-        links.remove(0),
-        Arc::new(AtomicBool::new(false)),
-        ShardOptions::default(),
-    )
-    .unwrap();
+    let (mut shard, addr, durable) = lagging_shard();
     let c = client();
     c.send_to(&[0, 9], addr).unwrap();
     shard.poll_once(WAIT).unwrap();
@@ -228,19 +226,7 @@ fn a_reply_that_changes_nothing_still_waits_for_earlier_batches() {
 
 #[test]
 fn a_reply_that_promises_no_lease_leaves_without_waiting_for_the_store() {
-    let (io, addr) = socket();
-    let durable = Arc::new(AtomicU64::new(0));
-    let table = Lagging::new(&durable);
-    let (mut links, _) = mesh(1, 8).unwrap();
-    let mut shard = Shard::new(
-        io,
-        table,
-        Recorder { index: 0 },
-        links.remove(0),
-        Arc::new(AtomicBool::new(false)),
-        ShardOptions::default(),
-    )
-    .unwrap();
+    let (mut shard, addr, durable) = lagging_shard();
     let c = client();
     c.send_to(&[0, 9], addr).unwrap();
     shard.poll_once(WAIT).unwrap();

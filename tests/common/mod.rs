@@ -96,3 +96,15 @@ pub fn scripts_dir() -> PathBuf {
 pub fn tandem_bin() -> &'static str {
     env!("CARGO_BIN_EXE_tandem")
 }
+
+/// The bench rig's `tandem-bench`, built beside `tandem` by a workspace test run.
+pub fn bench_bin() -> PathBuf {
+    let p = Path::new(tandem_bin()).with_file_name("tandem-bench");
+    assert!(
+        p.exists(),
+        "{} is missing: run the workspace's tests (`cargo test --workspace`) or \
+         `cargo build -p tandem-bench` first",
+        p.display()
+    );
+    p
+}
