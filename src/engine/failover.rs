@@ -229,13 +229,10 @@ impl Engine {
 
 /// A [`LeaseTable`] that forwards to another and notes the resource of every record
 /// written or removed through it, so a driver can tell the engine what the failover
-/// endpoint changed ([`Engine::binding_changed`]):
-///
-/// ```ignore
-/// let mut log = ChangeLog::new(&mut table, &mut changed);
-/// endpoint.handle_stream(now, &bytes, &mut log);
-/// for r in changed.drain(..) { engine.binding_changed(&r, &table, now); }
-/// ```
+/// endpoint changed ([`Engine::binding_changed`]): the driver hands the endpoint a
+/// `ChangeLog::new(&mut table, &mut changed)` instead of the table, then calls
+/// `engine.binding_changed(&r, &table, now)` for every resource `r` drained from `changed`
+/// (tests/failover_sim.rs does exactly this).
 pub struct ChangeLog<'a> {
     table: &'a mut dyn LeaseTable,
     changed: &'a mut Vec<Resource>,
