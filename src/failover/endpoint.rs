@@ -2264,6 +2264,20 @@ mod tests {
         )
     }
 
+    /// `secs` seconds after the tests' epoch.
+    fn t(secs: u64) -> Timestamp {
+        Timestamp(T0 + secs * 1000)
+    }
+
+    /// A pair that connected at `t(1)` and exchanged everything it had to say (NORMAL).
+    fn connected_pair(mclt: u32) -> (Side, Side) {
+        let (mut p, mut s) = pair(mclt);
+        p.ep.handle_connected(t(1));
+        s.ep.handle_connected(t(1));
+        drive(&mut p, &mut s, t(1));
+        (p, s)
+    }
+
     /// Delivers everything both sides want to send until both are quiet.
     fn drive(a: &mut Side, b: &mut Side, now: Timestamp) {
         fn step(x: &mut Side, y: &mut Side, now: Timestamp) -> bool {
@@ -2291,11 +2305,7 @@ mod tests {
 
     #[test]
     fn fresh_pair_reaches_normal_without_waiting() {
-        let (mut p, mut s) = pair(600);
-        let now = Timestamp(T0 + 1000);
-        p.ep.handle_connected(now);
-        s.ep.handle_connected(now);
-        drive(&mut p, &mut s, now);
+        let (p, s) = connected_pair(600);
         assert_eq!(p.ep.server_state(), ServerState::Normal);
         assert_eq!(s.ep.server_state(), ServerState::Normal);
         // The secondary adopted the primary's MCLT (§6.1.2).
@@ -2327,11 +2337,8 @@ mod tests {
     /// the resource before such a lost grant has ended (`mclt::recovery_hold`).
     #[test]
     fn released_lease_stays_held_across_a_partner_storage_loss() {
-        let (mut p, mut s) = pair(60);
-        let t = |secs: u64| Timestamp(T0 + secs * 1000);
-        p.ep.handle_connected(t(1));
-        s.ep.handle_connected(t(1));
-        drive(&mut p, &mut s, t(1));
+        // The secondary of this pair is replaced below by one that lost its storage.
+        let (mut p, _) = connected_pair(60);
         assert_eq!(p.ep.server_state(), ServerState::Normal);
         // Apart; the client releases its prefix at the primary.
         p.ep.handle_disconnected(t(10), &mut p.table);
@@ -2356,7 +2363,7 @@ mod tests {
         // The secondary loses its storage and comes back empty: RECOVER, UPDREQALL.
         let mut sc = FailoverConfig::new(Role::Secondary);
         sc.mclt = 1;
-        s = Side {
+        let mut s = Side {
             ep: Endpoint::new(sc, None, t(30)),
             table: MemoryTable::new(),
         };
@@ -2394,11 +2401,7 @@ mod tests {
     /// allocating from an empty database in CONFLICT-DONE.
     #[test]
     fn lost_storage_recovers_before_joining_a_conflict_resolution() {
-        let (mut p, mut s) = pair(60);
-        let t = |secs: u64| Timestamp(T0 + secs * 1000);
-        p.ep.handle_connected(t(1));
-        s.ep.handle_connected(t(1));
-        drive(&mut p, &mut s, t(1));
+        let (mut p, mut s) = connected_pair(60);
         // Apart; the operator (wrongly) declares the primary down: the pair meets in
         // POTENTIAL-CONFLICT, and is cut apart again before it resolves anything.
         p.ep.handle_disconnected(t(10), &mut p.table);
@@ -2477,11 +2480,7 @@ mod tests {
     /// knowing them (here after a restart, when they are only flagged in the table).
     #[test]
     fn partner_down_sends_its_leases_before_normal() {
-        let (mut p, mut s) = pair(60);
-        let t = |secs: u64| Timestamp(T0 + secs * 1000);
-        p.ep.handle_connected(t(1));
-        s.ep.handle_connected(t(1));
-        drive(&mut p, &mut s, t(1));
+        let (mut p, mut s) = connected_pair(60);
         // The primary crashes; the operator declares it down at the secondary.
         s.ep.handle_disconnected(t(10), &mut s.table);
         s.ep.partner_down(t(11), &mut s.table).unwrap();
